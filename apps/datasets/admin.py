@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from apps.datasets.models import Dataset, DatasetVersion, Example, Prompt
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_by", "created_at"]
+    search_fields = ["name", "description"]
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "domain", "language", "short_question"]
+    list_filter = ["domain", "language"]
+    search_fields = ["question"]
+    raw_id_fields = ["dataset"]
+    show_full_result_count = False
+
+    @admin.display(description="question")
+    def short_question(self, obj):
+        return obj.question[:100]
+
+
+@admin.register(Example)
+class ExampleAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "source", "created_by", "created_at"]
+    list_filter = ["source"]
+    raw_id_fields = ["dataset", "prompt", "source_rollout", "annotation"]
+    show_full_result_count = False
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(admin.ModelAdmin):
+    list_display = ["dataset", "number", "example_count", "content_hash", "created_by", "created_at"]
+    readonly_fields = [f.name for f in DatasetVersion._meta.concrete_fields]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # frozen versions are immutable

@@ -1,0 +1,351 @@
+"""Prompt import: read JSONL, CSV, Parquet or a `datasets` save_to_disk folder,
+validate every record, then write all prompts in one transaction or none.
+
+Errors name the line (row, for Parquet and datasets folders) and the field.
+"""
+
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django import forms
+
+from apps.core.bulk import bulk_insert
+from apps.datasets.models import Dataset, Prompt
+
+FORMATS = ["jsonl", "csv", "parquet", "hf"]
+MAX_QUESTION_CHARS = 200_000
+MAX_ERRORS_SHOWN = 50
+CANCEL_CHECK_EVERY = 1000
+
+
+class ImportFileError(Exception):
+    """The file cannot be read at all (wrong encoding, not a Parquet file, ...)."""
+
+
+class ImportValidationError(Exception):
+    def __init__(self, errors: list[str], error_count: int):
+        self.errors, self.error_count = errors, error_count
+        shown = "\n".join(errors)
+        more = f"\n... and {error_count - len(errors)} more" if error_count > len(errors) else ""
+        super().__init__(f"{error_count} invalid record(s); nothing was imported.\n{shown}{more}")
+
+
+@dataclass
+class FieldMapping:
+    """Which source column holds each prompt field."""
+
+    question: str = "question"
+    answer: str = "answer"
+    tests: str = "tests"
+    domain: str = "domain"
+    language: str = "language"
+    default_domain: str = "math"
+    default_language: str = "en"
+    # Columns copied into metadata; ["*"] means every column not mapped above.
+    metadata: list[str] = field(default_factory=lambda: ["*"])
+
+    def mapped(self) -> set[str]:
+        return {self.question, self.answer, self.tests, self.domain, self.language}
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir() or path.suffix == ".zip":
+        return "hf"
+    suffix = path.suffix.lower()
+    if suffix in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    if suffix in {".csv", ".tsv"}:
+        return "csv"
+    if suffix in {".parquet", ".pq"}:
+        return "parquet"
+    raise ImportFileError(f"cannot tell the format of {path.name!r}; choose one of {', '.join(FORMATS)}")
+
+
+# ---- readers: each yields (location, record) -------------------------------------------
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(
+                    f"line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "save the file as UTF-8 and upload it again"
+                ) from None
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[str, dict | str]]:
+    """Yields a record, or an error message in place of a record that cannot be parsed."""
+    for number, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield f"line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        if not isinstance(record, dict):
+            yield f"line {number}", f"expected a JSON object, found {type(record).__name__}"
+            continue
+        yield f"line {number}", record
+
+
+def read_csv(path: Path) -> Iterator[tuple[str, dict | str]]:
+    lines = _utf8_lines(path)
+    physical = {"line": 0}
+
+    def text():
+        for number, line in lines:
+            physical["line"] = number
+            yield line
+
+    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    try:
+        reader = csv.reader(text(), dialect=dialect)
+        header = next(reader, None)
+        if not header:
+            return
+        header = [h.strip() for h in header]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"line {physical['line']}"
+            if len(row) != len(header):
+                yield where, f"expected {len(header)} columns ({', '.join(header)}), found {len(row)}"
+                continue
+            yield where, dict(zip(header, row))
+    except csv.Error as exc:
+        raise ImportFileError(f"line {physical['line']}: malformed CSV ({exc})") from None
+
+
+def read_parquet(path: Path) -> Iterator[tuple[str, dict]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:
+        raise ImportFileError(f"not a readable Parquet file: {exc}") from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=2048):
+        for record in batch.to_pylist():
+            row += 1
+            yield f"row {row}", record
+
+
+def _find_saved_dataset(path: Path) -> Path:
+    if path.suffix == ".zip":
+        target = path.with_suffix("")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(target)
+        except zipfile.BadZipFile:
+            raise ImportFileError("not a readable zip archive") from None
+        path = target
+    marks = sorted(p.parent for p in path.rglob("*") if p.name in {"state.json", "dataset_dict.json"})
+    if not marks:
+        raise ImportFileError("no dataset saved with save_to_disk was found (state.json or dataset_dict.json)")
+    return min(marks, key=lambda p: len(p.parts))
+
+
+def read_saved_dataset(path: Path, split: str = "") -> Iterator[tuple[str, dict]]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        loaded = load_from_disk(str(_find_saved_dataset(path)))
+    except ImportFileError:
+        raise
+    except Exception as exc:
+        raise ImportFileError(f"cannot load the saved dataset: {exc}") from None
+    if isinstance(loaded, DatasetDict):
+        if not split:
+            if len(loaded) != 1:
+                raise ImportFileError(f"the dataset has splits {sorted(loaded)}; choose one")
+            split = next(iter(loaded))
+        if split not in loaded:
+            raise ImportFileError(f"no split {split!r}; the dataset has {sorted(loaded)}")
+        loaded = loaded[split]
+    for row, record in enumerate(loaded, start=1):
+        yield f"row {row}", record
+
+
+def count_records(path: Path, fmt: str) -> int | None:
+    """A cheap upper bound for the progress bar."""
+    if fmt in {"jsonl", "csv"}:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) + 1
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:
+            return None
+    return None
+
+
+def read_records(path: Path, fmt: str, split: str = "") -> Iterator[tuple[str, dict | str]]:
+    if not path.exists():
+        raise ImportFileError(f"{path} does not exist")
+    readers = {"jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet}
+    if fmt == "hf":
+        return read_saved_dataset(path, split)
+    return readers[fmt](path)
+
+
+# ---- validation: one record → prompt fields, or errors --------------------------------
+
+
+def _as_text(value, name: str, required: bool, errors: list[str]) -> str:
+    if value is None or value == "":
+        if required:
+            errors.append(f"field '{name}': missing or empty")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        errors.append(f"field '{name}': expected text, found {type(value).__name__}")
+        return ""
+    return str(value)
+
+
+def _as_tests(value, name: str, errors: list[str]) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            errors.append(f"field '{name}': not valid JSON ({exc.msg})")
+            return []
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        errors.append(f"field '{name}': expected a list of test objects")
+        return []
+    return value
+
+
+def _json_safe(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def validate_record(record: dict, mapping: FieldMapping) -> tuple[dict | None, list[str]]:
+    errors: list[str] = []
+    question = _as_text(record.get(mapping.question), mapping.question, True, errors)
+    if len(question) > MAX_QUESTION_CHARS:
+        errors.append(f"field '{mapping.question}': {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+    answer = _as_text(record.get(mapping.answer), mapping.answer, False, errors)
+    tests = _as_tests(record.get(mapping.tests), mapping.tests, errors)
+    domain = _as_text(record.get(mapping.domain), mapping.domain, False, errors) or mapping.default_domain
+    language = _as_text(record.get(mapping.language), mapping.language, False, errors) or mapping.default_language
+    if len(domain) > 32:
+        errors.append(f"field '{mapping.domain}': longer than 32 characters")
+    if len(language) > 16:
+        errors.append(f"field '{mapping.language}': longer than 16 characters")
+    if mapping.metadata == ["*"]:
+        keys = [k for k in record if k not in mapping.mapped()]
+    else:
+        keys = [k for k in mapping.metadata if k in record]
+    if errors:
+        return None, errors
+    question = question.strip()
+    return {
+        "question": question,
+        "reference_answer": answer.strip(),
+        "tests": tests,
+        "domain": domain,
+        "language": language,
+        "metadata": _json_safe({k: record[k] for k in keys}),
+        "content_hash": Prompt.hash_for(question, answer, tests),
+    }, []
+
+
+# ---- the job -------------------------------------------------------------------------
+
+
+class ImportParamsForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    path = forms.CharField(max_length=4096, help_text="File or folder on the server")
+    format = forms.ChoiceField(choices=[("", "auto")] + [(f, f) for f in FORMATS], required=False)
+    split = forms.CharField(max_length=100, required=False, help_text="Split of a saved DatasetDict")
+    question_field = forms.CharField(max_length=200, initial="question")
+    answer_field = forms.CharField(max_length=200, initial="answer", required=False)
+    tests_field = forms.CharField(max_length=200, initial="tests", required=False)
+    domain_field = forms.CharField(max_length=200, initial="domain", required=False)
+    language_field = forms.CharField(max_length=200, initial="language", required=False)
+    default_domain = forms.CharField(max_length=32, initial="math", required=False)
+    default_language = forms.CharField(max_length=16, initial="en", required=False)
+    metadata_fields = forms.CharField(
+        max_length=2000, initial="*", required=False, help_text="Comma-separated columns, or * for all others"
+    )
+
+    def clean_path(self):
+        path = Path(self.cleaned_data["path"])
+        if not path.exists():
+            raise forms.ValidationError(f"{path} does not exist on the server")
+        return str(path)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("path") and not data.get("format"):
+            try:
+                data["format"] = detect_format(Path(data["path"]))
+            except ImportFileError as exc:
+                self.add_error("format", str(exc))
+        return data
+
+
+def mapping_from_params(params: dict) -> FieldMapping:
+    metadata = [c.strip() for c in (params.get("metadata_fields") or "*").split(",") if c.strip()]
+    return FieldMapping(
+        question=params["question_field"],
+        answer=params.get("answer_field") or "answer",
+        tests=params.get("tests_field") or "tests",
+        domain=params.get("domain_field") or "domain",
+        language=params.get("language_field") or "language",
+        default_domain=params.get("default_domain") or "math",
+        default_language=params.get("default_language") or "en",
+        metadata=metadata,
+    )
+
+
+def run_import(ctx) -> dict:
+    params = ctx.params
+    dataset = Dataset.objects.get(pk=params["dataset"])
+    path, fmt = Path(params["path"]), params["format"]
+    mapping = mapping_from_params(params)
+    ctx.progress(0, count_records(path, fmt))
+    ctx.log(f"validating {path.name} ({fmt}) for dataset {dataset.name}")
+
+    rows, errors, error_count, seen, duplicates_in_file = [], [], 0, set(), 0
+    for number, (where, record) in enumerate(read_records(path, fmt, params.get("split", "")), start=1):
+        problems = [record] if isinstance(record, str) else None
+        if problems is None:
+            row, problems = validate_record(record, mapping)
+        if problems:
+            error_count += len(problems)
+            errors.extend(f"{where}: {p}" for p in problems[: MAX_ERRORS_SHOWN - len(errors)])
+        elif row["content_hash"] in seen:
+            duplicates_in_file += 1
+        else:
+            seen.add(row["content_hash"])
+            row["dataset_id"] = dataset.pk
+            rows.append(row)
+        if number % CANCEL_CHECK_EVERY == 0:
+            ctx.progress(number)
+            ctx.check_cancelled()
+    if error_count:
+        raise ImportValidationError(errors, error_count)
+    total = len(rows) + duplicates_in_file
+    ctx.progress(total, total)
+    ctx.check_cancelled()
+    ctx.log(f"writing {len(rows)} prompts")
+    inserted = bulk_insert(Prompt, rows)
+    result = {"records": total, "inserted": inserted, "skipped_duplicates": total - inserted}
+    ctx.log(f"imported {inserted} prompts; {total - inserted} duplicates skipped")
+    return result

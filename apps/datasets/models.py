@@ -1,0 +1,117 @@
+from django.conf import settings
+from django.db import models
+
+from apps.core.hashing import content_hash
+
+
+class Dataset(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("import_prompts", "Can import prompts into a dataset"),
+            ("export_dataset", "Can export dataset versions"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Prompt(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="prompts", db_index=False)
+    question = models.TextField()
+    reference_answer = models.TextField(blank=True)
+    tests = models.JSONField(default=list, blank=True, help_text="Test cases for code prompts")
+    domain = models.CharField(max_length=32, default="math")
+    language = models.CharField(max_length=16, default="en")
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Re-importing the same file never doubles a prompt.
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="prompt_unique_in_dataset"),
+        ]
+        indexes = [models.Index(fields=["dataset", "domain"], name="prompt_dataset_domain")]
+
+    def __str__(self):
+        return self.question[:80]
+
+    @staticmethod
+    def hash_for(question: str, reference_answer: str, tests: list) -> str:
+        return content_hash({"q": question.strip(), "a": reference_answer.strip(), "t": tests})
+
+
+class Example(models.Model):
+    """A curated training example (chat messages) and where it came from."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples", db_index=False)
+    messages = models.JSONField(help_text='Chat format: [{"role": ..., "content": ...}, ...]')
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    source_rollout = models.ForeignKey(
+        "rollouts.Rollout", null=True, blank=True, on_delete=models.SET_NULL, related_name="examples"
+    )
+    annotation = models.ForeignKey(
+        "curation.Annotation", null=True, blank=True, on_delete=models.SET_NULL, related_name="examples"
+    )
+    source = models.CharField(max_length=32, default="manual", help_text="rollout, annotation, import, manual")
+    content_hash = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="example_unique_in_dataset"),
+        ]
+
+    def save(self, *args, **kwargs):
+        self.content_hash = content_hash(self.messages)
+        super().save(*args, **kwargs)
+
+
+class ImmutableError(Exception):
+    pass
+
+
+class DatasetVersion(models.Model):
+    """A frozen, content-addressed set of examples: what SFT jobs consume."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64, db_index=True)
+    example_count = models.PositiveIntegerField(default=0)
+    examples = models.ManyToManyField(Example, through="DatasetVersionExample", related_name="versions")
+    note = models.TextField(blank=True)
+    provenance = models.JSONField(default=dict, blank=True, help_text="Sources, proportions, producing job")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="version_number_unique")]
+        permissions = [("freeze_version", "Can freeze a dataset version")]
+
+    def __str__(self):
+        return f"{self.dataset.name} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.pop("force_update_frozen", False):
+            raise ImmutableError("A dataset version is immutable once frozen; freeze a new one instead")
+        super().save(*args, **kwargs)
+
+
+class DatasetVersionExample(models.Model):
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, db_index=False)
+    example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "position"], name="version_position_unique"),
+            models.UniqueConstraint(fields=["version", "example"], name="version_example_unique"),
+        ]

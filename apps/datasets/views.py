@@ -1,0 +1,95 @@
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import get_valid_filename
+from django.views.decorators.http import require_POST
+
+from apps.core.pagination import keyset_page
+from apps.datasets.forms import DatasetForm, UploadForm
+from apps.datasets.models import Dataset
+from apps.jobs import kinds
+
+
+def dataset_list(request):
+    datasets = Dataset.objects.annotate(prompt_count=Count("prompts"))
+    query = request.GET.get("q", "").strip()
+    if query:
+        datasets = datasets.filter(name__icontains=query)
+    return render(request, "datasets/list.html", {"datasets": datasets, "form": DatasetForm(), "q": query})
+
+
+@require_POST
+@permission_required("datasets.add_dataset", raise_exception=True)
+def dataset_create(request):
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        dataset = form.save(commit=False)
+        dataset.created_by = request.user
+        dataset.save()
+        return redirect("dataset_detail", name=dataset.name)
+    datasets = Dataset.objects.annotate(prompt_count=Count("prompts"))
+    return render(request, "datasets/list.html", {"datasets": datasets, "form": form}, status=400)
+
+
+def dataset_detail(request, name):
+    dataset = get_object_or_404(Dataset, name=name)
+    prompts = dataset.prompts.all()
+    query = request.GET.get("q", "").strip()
+    if query:
+        prompts = prompts.filter(question__icontains=query)
+    try:
+        page = keyset_page(prompts, request.GET.get("after"))
+    except ValueError as exc:
+        return render(request, "error.html", {"message": str(exc)}, status=400)
+    context = {"dataset": dataset, "page": page, "q": query}
+    if request.htmx:
+        return render(request, "datasets/_prompt_rows.html", context)
+    context["imports"] = dataset_imports(dataset)
+    return render(request, "datasets/detail.html", context)
+
+
+def dataset_imports(dataset):
+    from apps.jobs.models import Job
+
+    return Job.objects.filter(kind="import_prompts", params__dataset=dataset.pk)[:5]
+
+
+@permission_required("datasets.import_prompts", raise_exception=True)
+def dataset_import(request, name):
+    dataset = get_object_or_404(Dataset, name=name)
+    upload_error = None
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES)
+        upload_error = getattr(request, "upload_error", None)
+        if upload_error:
+            form.add_error("file", upload_error)
+        elif form.is_valid():
+            params = {k: v for k, v in form.cleaned_data.items() if k != "file"}
+            params |= {"dataset": dataset.pk, "path": str(save_upload(form.cleaned_data["file"]))}
+            try:
+                job = kinds.launch("import_prompts", params, user=request.user, label=f"Import into {dataset.name}")
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(request, f"Import job #{job.pk} queued.")
+                return redirect("job_detail", pk=job.pk)
+    else:
+        form = UploadForm()
+    status = 400 if request.method == "POST" else 200
+    return render(request, "datasets/import.html", {"dataset": dataset, "form": form}, status=status)
+
+
+def save_upload(upload):
+    folder = settings.UPLOAD_DIR / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / get_valid_filename(upload.name or "upload")
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path

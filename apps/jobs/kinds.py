@@ -1,0 +1,81 @@
+"""The job kinds: what parameters each takes, the function that runs it, its queue.
+
+Parameters are validated by a Django form, so a bad value is refused with the
+field named, the same way from the browser, the command line and the API.
+"""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils.module_loading import import_string
+
+from apps.jobs.models import Job
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    label: str
+    params_form: str  # dotted path to a forms.Form whose cleaned_data are the parameters
+    run: str  # dotted path to run(ctx: JobContext) -> dict | None (the job's result summary)
+    queue: str = "cpu"
+
+
+KINDS = {
+    kind.name: kind
+    for kind in [
+        JobKind(
+            "import_prompts",
+            "Import prompts",
+            "apps.datasets.importing.ImportParamsForm",
+            "apps.datasets.importing.run_import",
+        ),
+    ]
+}
+
+
+def _jsonable(value):
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def validate_params(kind: str, params: dict) -> dict:
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}"})
+    form = import_string(spec.params_form)(data=params)
+    if not form.is_valid():
+        raise ValidationError(form.errors.as_data())
+    return {name: _jsonable(value) for name, value in form.cleaned_data.items()}
+
+
+def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = True) -> Job:
+    """Validate, create the Job row and (after commit) hand its id to a worker."""
+    clean = validate_params(kind, params)
+    job = Job.objects.create(
+        kind=kind,
+        label=label or KINDS[kind].label,
+        params=clean,
+        queue=KINDS[kind].queue,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+    if enqueue:
+        transaction.on_commit(lambda: send_to_worker(job))
+    return job
+
+
+def send_to_worker(job: Job) -> None:
+    from workers.tasks import run_job
+
+    run_job.apply_async(args=[job.pk], queue=job.queue)
+
+
+def retry(job: Job) -> bool:
+    if job.requeue():
+        transaction.on_commit(lambda: send_to_worker(job))
+        return True
+    return False

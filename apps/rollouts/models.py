@@ -1,0 +1,63 @@
+from django.db import models
+
+
+class Rollout(models.Model):
+    """One sampled completion for one prompt, with its rewards.
+
+    At R1 scale one RL run is tens of millions of rows, so: a unique key that
+    makes a retried batch idempotent, the columns people filter on stored
+    (not dug out of JSON), and composite indexes that start with the run so a
+    keyset page reads only that run's slice. Partitioning by job is the next
+    step past a few hundred million rows (docs/architecture.md).
+    """
+
+    class FinishReason(models.TextChoices):
+        STOP = "stop"
+        LENGTH = "length"
+        ERROR = "error"
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="rollouts", db_index=False)
+    prompt = models.ForeignKey("datasets.Prompt", on_delete=models.CASCADE, related_name="rollouts", db_index=False)
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollouts",
+        db_index=False,
+    )
+    step = models.PositiveIntegerField(default=0, help_text="Training step (0 for plain generation)")
+    group = models.PositiveIntegerField(default=0, help_text="GRPO group within the step")
+    sample_index = models.PositiveIntegerField(default=0)
+    prompt_text = models.TextField(blank=True, help_text="The exact rendered prompt")
+    completion = models.TextField()
+    reasoning = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=16, choices=FinishReason.choices, default=FinishReason.STOP)
+    total_reward = models.FloatField(null=True, blank=True)
+    rewards = models.JSONField(default=dict, blank=True, help_text="{component: {value, weight, details}}")
+    advantage = models.FloatField(null=True, blank=True)
+    # Stored copies of what people filter on.
+    is_correct = models.BooleanField(null=True, blank=True)
+    format_ok = models.BooleanField(null=True, blank=True)
+    language_consistency = models.FloatField(null=True, blank=True)
+    length_chars = models.PositiveIntegerField(default=0)
+    has_reflection = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "prompt", "step", "sample_index"], name="rollout_unique_sample"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["job", "step", "id"], name="rollout_job_step"),
+            models.Index(fields=["job", "total_reward", "id"], name="rollout_job_reward"),
+            models.Index(fields=["job", "is_correct", "format_ok", "id"], name="rollout_job_correct"),
+            models.Index(fields=["job", "length_chars", "id"], name="rollout_job_length"),
+            models.Index(fields=["model_version", "id"], name="rollout_model_recent"),
+            models.Index(fields=["prompt", "model_version"], name="rollout_prompt_model"),
+        ]
+
+    def __str__(self):
+        return f"rollout {self.pk} (job {self.job_id}, step {self.step}, sample {self.sample_index})"

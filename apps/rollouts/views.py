@@ -1,0 +1,16 @@
+from django.shortcuts import render
+
+from apps.core.pagination import keyset_page
+from apps.rollouts.models import Rollout
+
+
+def rollout_list(request):
+    rollouts = Rollout.objects.select_related("prompt", "job")
+    job = request.GET.get("job", "")
+    try:
+        if job:
+            rollouts = rollouts.filter(job_id=int(job))
+        page = keyset_page(rollouts, request.GET.get("after"))
+    except ValueError:
+        return render(request, "error.html", {"message": "job and after must be numbers"}, status=400)
+    return render(request, "rollouts/list.html", {"page": page, "job": job})

@@ -1,0 +1,3 @@
+from r1studio.celery import app as celery_app
+
+__all__ = ["celery_app"]
