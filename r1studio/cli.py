@@ -11,8 +11,11 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1studio.settings")
+    from django.conf import settings
     from django.core.management import execute_from_command_line
 
+    if not settings.DATABASE_URL:  # the embedded SQLite default lives under R1_DATA_DIR
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     execute_from_command_line(["r1studio", *sys.argv[1:]])
 
 

@@ -53,6 +53,8 @@ class _Columns:
                 self.defaults[f.attname] = f.get_default()
             elif f.null:
                 self.defaults[f.attname] = None
+            elif f.blank and f.empty_strings_allowed:
+                self.defaults[f.attname] = ""
         self.json_positions = {i for i, f in enumerate(self.fields) if isinstance(f, models.JSONField)}
 
     def row(self, data: dict) -> list:

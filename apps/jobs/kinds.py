@@ -47,7 +47,10 @@ def validate_params(kind: str, params: dict) -> dict:
     spec = KINDS.get(kind)
     if spec is None:
         raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}"})
-    form = import_string(spec.params_form)(data=params)
+    form_class = import_string(spec.params_form)
+    # A field's `initial` is the parameter's default when the caller leaves it out.
+    defaults = {name: f.initial for name, f in form_class.base_fields.items() if f.initial is not None}
+    form = form_class(data=defaults | params)
     if not form.is_valid():
         raise ValidationError(form.errors.as_data())
     return {name: _jsonable(value) for name, value in form.cleaned_data.items()}

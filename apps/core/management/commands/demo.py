@@ -1,0 +1,99 @@
+"""Set up and serve the demo: migrate, seed synthetic prompts, start a worker and the web server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from apps.core.management.commands.worker import worker_argv
+from apps.core.roles import ADMIN
+from apps.datasets.models import Dataset
+from apps.jobs import kinds
+from apps.jobs.runner import execute
+from workers.synthetic import arithmetic_dataset
+
+DEMO_DATASET = "arithmetic-demo"
+
+
+class Command(BaseCommand):
+    help = "Set up the demo (SQLite, local broker, synthetic data) and serve it with a worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--prompts", type=int, default=500, help="Synthetic prompts to seed")
+        parser.add_argument("--setup-only", action="store_true", help="Migrate and seed, then exit")
+
+    def handle(self, *args, **opts):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        username, password = self.ensure_demo_admin()
+        self.seed(opts["prompts"])
+        if opts["setup_only"]:
+            return
+        self.serve(opts["host"], opts["port"], username, password)
+
+    def ensure_demo_admin(self):
+        username = os.environ.get("DEMO_USERNAME", "admin")
+        password = os.environ.get("DEMO_PASSWORD", "r1studio-demo")
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(password)
+            user.save()
+        user.groups.add(Group.objects.get(name=ADMIN))
+        return username, password
+
+    def seed(self, n: int):
+        dataset, _ = Dataset.objects.get_or_create(
+            name=DEMO_DATASET, defaults={"description": "Synthetic multi-step arithmetic with exact answers"}
+        )
+        if dataset.prompts.exists():
+            return
+        path = settings.DATA_DIR / "demo" / "arithmetic.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(p) + "\n" for p in arithmetic_dataset(n, seed=0)))
+        job = kinds.launch(
+            "import_prompts", {"dataset": dataset.pk, "path": str(path)}, label="Seed demo prompts", enqueue=False
+        )
+        execute(job.pk, worker="demo-setup")
+        job.refresh_from_db()
+        self.stdout.write(f"seeded {job.result.get('inserted', 0)} prompts into {DEMO_DATASET}")
+
+    def serve(self, host, port, username, password):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        worker = subprocess.Popen(worker_argv("cpu,gpu", concurrency=1, beat=True, loglevel="warning"), env=env)
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "r1studio.wsgi", "--bind", f"{host}:{port}",
+             "--workers", "2", "--threads", "4", "--timeout", "120"],
+            env=env,
+        )
+        self.stdout.write(self.style.SUCCESS(f"\nR1 Studio is running at http://{host}:{port}/"))
+        self.stdout.write(f"Log in as {username} / {password}   (Ctrl-C stops the web server and the worker)\n")
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        try:
+            while not stop["now"] and worker.poll() is None and web.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for proc in (web, worker):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in (web, worker):
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if worker.returncode not in (None, 0, -signal.SIGTERM) or web.returncode not in (None, 0, -signal.SIGTERM):
+            raise SystemExit(f"stopped: worker exited {worker.returncode}, web exited {web.returncode}")

@@ -1,0 +1,103 @@
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+
+from apps.core.roles import ROLES
+from apps.datasets.models import Dataset
+from apps.jobs.models import Job
+from tests.worker import CeleryWorker
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real Celery worker (with beat, for the stale-job check) on Redis and the test database."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no task left from an earlier run
+    with django_db_blocker.unblock():
+        url = database_url()
+    worker = CeleryWorker(url, tmp_path_factory.mktemp("celery") / "worker.log").start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def start_worker(django_db_setup, tmp_path):
+    """Start extra workers inside a test (for the kill test); they are stopped afterwards."""
+    started = []
+
+    def start(beat=True):
+        worker = CeleryWorker(database_url(), tmp_path / f"worker{len(started)}.log", beat=beat).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def wait_for_job(job: Job, statuses=Job.FINISHED, timeout=60.0) -> Job:
+    def done():
+        job.refresh_from_db()
+        return job.status in statuses
+
+    wait_for(done, timeout, message=f"job {job.pk} to reach {statuses} (it is {job.status})")
+    return job
+
+
+def make_user(username: str, role: str | None = None, **extra) -> User:
+    user = User.objects.create_user(username=username, password="pw-" + username, **extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def users(db):
+    return {role: make_user(role + "_user", role) for role in ROLES} | {"stranger": make_user("stranger")}
+
+
+@pytest.fixture
+def admin_client(client, users):
+    client.force_login(users["admin"])
+    return client
+
+
+@pytest.fixture
+def dataset(db):
+    return Dataset.objects.create(name="gsm-mini", description="test prompts")
+
+
+def write_jsonl(path: Path, records) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write((record if isinstance(record, str) else json.dumps(record)) + "\n")
+    return path
+
+
+@pytest.fixture
+def artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
