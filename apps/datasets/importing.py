@@ -205,7 +205,7 @@ def read_records(path: Path, fmt: str, split: str = "") -> Iterator[tuple[str, d
 
 
 def _as_text(value, name: str, required: bool, errors: list[str]) -> str:
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             errors.append(f"field '{name}': missing or empty")
         return ""
