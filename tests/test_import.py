@@ -170,3 +170,19 @@ def test_an_unknown_extension_needs_a_format(dataset, tmp_path):
     with pytest.raises(ValidationError) as exc:
         kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
     assert "cannot tell the format" in exc.value.message_dict["format"][0]
+
+
+def test_the_command_line_runs_an_import_job_and_reports(tmp_path, capsys):
+    from django.core.management import CommandError, call_command
+
+    path = write_jsonl(tmp_path / "p.jsonl", RECORDS)
+    call_command("import_prompts", "cli-set", str(path), "--create")
+    out = json.loads(capsys.readouterr().out)
+    assert out["inserted"] == 3 and Prompt.objects.filter(dataset__name="cli-set").count() == 3
+    bad = write_jsonl(tmp_path / "bad.jsonl", [RECORDS[0], "{oops"])
+    with pytest.raises(CommandError, match="line 2: not valid JSON"):
+        call_command("import_prompts", "cli-set", str(bad))
+    with pytest.raises(CommandError, match="No dataset 'missing'"):
+        call_command("import_prompts", "missing", str(path))
+    with pytest.raises(CommandError, match="path: .* does not exist"):
+        call_command("import_prompts", "cli-set", str(tmp_path / "nope.jsonl"))
