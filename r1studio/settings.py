@@ -165,7 +165,7 @@ CELERY_TIMEZONE = "UTC"
 
 # A running job writes a heartbeat every JOB_HEARTBEAT_SECONDS; the reaper marks a
 # running job failed once its heartbeat is older than JOB_STALE_SECONDS.
-JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
 JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 60.0, minimum=1.0)
 if JOB_STALE_SECONDS <= 2 * JOB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("JOB_STALE_SECONDS must be more than twice JOB_HEARTBEAT_SECONDS")

@@ -1,12 +1,12 @@
 """Acceptance test of the embedded demo, driven through headless Chromium.
 
-The issue's acceptance: on a fresh clone, `python manage.py demo` brings the site up
+The issue's acceptance: on a fresh clone, the README's demo command brings the site up
 on SQLite with a worker, the demo login works, and a 10k-line JSONL upload runs as a
 job with live progress and lands 10,000 prompts.
 
-The demo runs as a subprocess exactly as a user starts it: without the test suite's
-DATABASE_URL and CELERY_BROKER_URL (so SQLite and kombu's filesystem broker) and in
-a data folder of its own. The tests talk to it over HTTP only; they never touch a
+The demo runs as a subprocess as the README starts it (`r1studio demo`), without the
+test suite's DATABASE_URL and CELERY_BROKER_URL (so on SQLite and kombu's filesystem
+broker) and in a data folder of its own. The tests talk to it over HTTP only; they never touch a
 database themselves.
 """
 
@@ -33,6 +33,8 @@ CHROMIUM_ARGS = [
     # Without these Chromium keeps trying to reach Google, and there is no network here.
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+# The README's `bash scripts/demo.sh` sets up .venv, then runs exactly this console script.
+DEMO_COMMAND = str(Path(sys.executable).with_name("r1studio"))
 DEMO_LOGIN = ("admin", "r1studio-demo")
 # Settings the test suite sets for itself (tests/pg_env.py); the demo must run without them.
 TEST_ONLY_ENV = ["DATABASE_URL", "CELERY_BROKER_URL", "JOB_HEARTBEAT_SECONDS", "JOB_STALE_SECONDS",
@@ -63,9 +65,7 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
+    except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -76,7 +76,7 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 30) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """`manage.py demo` on a free port, in a fresh data folder; yields its base URL."""
+    """`r1studio demo` on a free port, in a fresh data folder; yields its base URL."""
     folder = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY_ENV}
     env |= {"R1_DATA_DIR": str(folder / "data"), "PYTHONUNBUFFERED": "1"}
@@ -84,7 +84,7 @@ def demo(tmp_path_factory):
     log_path = folder / "demo.log"
     with open(log_path, "wb") as log:
         # A session of its own, so stopping it reaches the worker and gunicorn too.
-        proc = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port)], cwd=ROOT, env=env,
+        proc = subprocess.Popen([DEMO_COMMAND, "demo", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -120,7 +120,7 @@ def fresh_page(browser, demo):
 
 @pytest.fixture(scope="module")
 def page(browser, demo):
-    """One logged-in page shared by the tests that work in the site."""
+    """One logged-in page shared by the tests that work in the site; it records job pages' states."""
     context = browser.new_context(base_url=demo)
     page = context.new_page()
     page.add_init_script(RECORD_JOB_STATUS)
@@ -172,7 +172,7 @@ def prompt_count(page: Page, dataset: str) -> str:
     return row.locator("td.num").inner_text().strip()
 
 
-# An init script: it runs before any page script, so it sees every htmx swap of the job status, the first one included.
+# An init script: it runs before any page script, so it sees every htmx swap of the job status.
 RECORD_JOB_STATUS = """
 window.jobStates = [];
 window.htmxSwaps = 0;
@@ -186,7 +186,7 @@ function recordJobState() {
 document.addEventListener('DOMContentLoaded', recordJobState);
 document.addEventListener('htmx:afterSettle', () => { window.htmxSwaps += 1; recordJobState(); });
 """
-FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.querySelector('#job-status [data-status]')?.dataset.status)"
+FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.querySelector('[data-status]')?.dataset.status)"
 
 
 def watch_job(page: Page) -> dict:
@@ -243,7 +243,6 @@ def test_a_10k_line_jsonl_upload_runs_as_a_job_with_live_progress_and_lands_1000
     page, imported_10k, artifacts
 ):
     seen = imported_10k
-    print("DEBUG", seen)
     page.screenshot(path=artifacts / "demo-import-job.png", full_page=True)
     assert seen["status"] == "succeeded", seen
     assert seen["progress"] == "10,000 / 10,000", seen

@@ -28,5 +28,10 @@ def arithmetic_problem(rng: random.Random, steps: int = 2) -> dict:
 
 
 def arithmetic_dataset(n: int, seed: int = 0, steps: tuple[int, int] = (1, 3)) -> list[dict]:
+    """`n` distinct problems (the same seed gives the same list)."""
     rng = random.Random(seed)
-    return [arithmetic_problem(rng, rng.randint(*steps)) for _ in range(n)]
+    problems: dict[str, dict] = {}
+    while len(problems) < n:
+        problem = arithmetic_problem(rng, rng.randint(*steps))
+        problems.setdefault(problem["question"], problem)
+    return list(problems.values())

@@ -180,8 +180,11 @@ def read_saved_dataset(path: Path, split: str = "") -> Iterator[tuple[str, dict]
 def count_records(path: Path, fmt: str) -> int | None:
     """A cheap upper bound for the progress bar."""
     if fmt in {"jsonl", "csv"}:
+        lines, last = 0, b"\n"
         with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) + 1
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                lines, last = lines + chunk.count(b"\n"), chunk[-1:]
+        return lines + (last != b"\n") - (fmt == "csv")  # a last line without newline; the CSV header
     if fmt == "parquet":
         try:
             import pyarrow.parquet as pq

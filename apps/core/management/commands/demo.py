@@ -74,7 +74,7 @@ class Command(BaseCommand):
         worker = subprocess.Popen(worker_argv("cpu,gpu", concurrency=1, beat=True, loglevel="warning"), env=env)
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "r1studio.wsgi", "--bind", f"{host}:{port}",
-             "--workers", "2", "--threads", "4", "--timeout", "120"],
+             "--workers", "2", "--threads", "4", "--timeout", "120", "--no-control-socket"],
             env=env,
         )
         self.stdout.write(self.style.SUCCESS(f"\nR1 Studio is running at http://{host}:{port}/"))
