@@ -49,11 +49,11 @@ def test_a_retried_write_is_idempotent(prompts):
 def test_hostile_text_with_nul_bytes_is_stored(prompts):
     job = Job.objects.create(kind="generate")
     row = rollout_rows(job, prompts[:1], samples=1, text="<script>alert(1)</script>\x00tail")[0]
-    row["rewards"] = {"format": {"value": 0.0, "details": {"raw": "a\x00b"}}}
+    row["rewards"] = {"format": {"value": 0.0, "details": {"raw": "a\x00b", "literal": "\\u0000 stays"}}}
     assert bulk_insert(Rollout, [row]) == 1
     stored = Rollout.objects.get(job=job)
     assert stored.completion.startswith("<script>alert(1)</script>\ufffdtail")
-    assert stored.rewards["format"]["details"]["raw"] == "a\ufffdb"
+    assert stored.rewards["format"]["details"] == {"raw": "a\ufffdb", "literal": "\\u0000 stays"}
 
 
 def test_all_batches_land_or_none(dataset):
@@ -68,3 +68,14 @@ def test_all_batches_land_or_none(dataset):
 def test_a_row_without_a_required_value_is_refused(dataset):
     with pytest.raises(ValueError, match="question"):
         bulk_insert(Prompt, [{"dataset_id": dataset.pk, "content_hash": "h"}])
+
+
+def test_values_not_in_their_columns_type_are_parsed_or_refused_never_mangled(prompts):
+    job = Job.objects.create(kind="generate")
+    row = rollout_rows(job, prompts[:1], samples=1)[0]
+    assert bulk_insert(Rollout, [{**row, "step": "3"}]) == 1  # text, parsed by the server as INSERT would
+    assert Rollout.objects.get(job=job).step == 3
+    with pytest.raises(Exception, match="out of range"):  # binary COPY would have stored 5
+        with transaction.atomic():
+            bulk_insert(Rollout, [{**row, "step": 2**32 + 5, "sample_index": 1}])
+    assert Rollout.objects.filter(job=job).count() == 1
