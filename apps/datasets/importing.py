@@ -271,10 +271,10 @@ def validate_record(record: dict, mapping: FieldMapping) -> tuple[dict | None, l
 # ---- the job -------------------------------------------------------------------------
 
 
-class ImportParamsForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
-    path = forms.CharField(max_length=4096, help_text="File or folder on the server")
-    format = forms.ChoiceField(choices=[("", "auto")] + [(f, f) for f in FORMATS], required=False)
+class FieldMappingForm(forms.Form):
+    """Where each prompt field comes from; shared by the upload form, the job and the command line."""
+
+    format = forms.ChoiceField(choices=[("", "detect from the file name")] + [(f, f) for f in FORMATS], required=False)
     split = forms.CharField(max_length=100, required=False, help_text="Split of a saved DatasetDict")
     question_field = forms.CharField(max_length=200, initial="question")
     answer_field = forms.CharField(max_length=200, initial="answer", required=False)
@@ -286,6 +286,13 @@ class ImportParamsForm(forms.Form):
     metadata_fields = forms.CharField(
         max_length=2000, initial="*", required=False, help_text="Comma-separated columns, or * for all others"
     )
+
+
+class ImportParamsForm(FieldMappingForm):
+    """The parameters of an import_prompts job."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    path = forms.CharField(max_length=4096, help_text="File or folder on the server")
 
     def clean_path(self):
         path = Path(self.cleaned_data["path"])

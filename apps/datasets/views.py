@@ -13,6 +13,7 @@ from apps.core.pagination import keyset_page
 from apps.datasets.forms import DatasetForm, UploadForm
 from apps.datasets.models import Dataset
 from apps.jobs import kinds
+from apps.jobs.models import Job
 
 
 def dataset_list(request):
@@ -54,8 +55,6 @@ def dataset_detail(request, name):
 
 
 def dataset_imports(dataset):
-    from apps.jobs.models import Job
-
     return Job.objects.filter(kind="import_prompts", params__dataset=dataset.pk)[:5]
 
 
