@@ -101,3 +101,9 @@ def write_jsonl(path: Path, records) -> Path:
 def artifacts():
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def live_database_env(monkeypatch, transactional_db):
+    """Point subprocesses (manage.py commands) at the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url())

@@ -31,6 +31,12 @@ KINDS = {
             "apps.datasets.importing.ImportParamsForm",
             "apps.datasets.importing.run_import",
         ),
+        JobKind(
+            "score_rollouts",
+            "Score rollouts",
+            "apps.rollouts.scoring.ScoreParamsForm",
+            "apps.rollouts.scoring.run_scoring",
+        ),
     ]
 }
 

@@ -42,6 +42,10 @@ class Rollout(models.Model):
     total_reward = models.FloatField(null=True, blank=True)
     rewards = models.JSONField(default=dict, blank=True, help_text="{component: {value, weight, details}}")
     advantage = models.FloatField(null=True, blank=True)
+    reward_recipe = models.ForeignKey(
+        "rollouts.RewardRecipe", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False, db_constraint=False, help_text="The recipe that gave the rewards",
+    )
     # Stored copies of what people filter on.
     is_correct = models.BooleanField(null=True, blank=True)
     format_ok = models.BooleanField(null=True, blank=True)
@@ -66,3 +70,49 @@ class Rollout(models.Model):
 
     def __str__(self):
         return f"rollout {self.pk} (job {self.job_id}, step {self.step}, sample {self.sample_index})"
+
+
+class RewardRecipe(models.Model):
+    """A stored reward recipe (workers.rewards.recipes); saving a changed spec makes a new version."""
+
+    name = models.SlugField(max_length=100)
+    version = models.PositiveIntegerField()
+    spec = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="recipe_version_unique"),
+            models.UniqueConstraint(fields=["name", "content_hash"], name="recipe_content_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    def recipe(self):
+        from workers.rewards.recipes import Recipe
+
+        return Recipe.from_spec(self.spec)
+
+    @classmethod
+    def latest(cls, name: str) -> "RewardRecipe | None":
+        return cls.objects.filter(name=name).order_by("-version").first()
+
+    @classmethod
+    def save_spec(cls, name: str, spec: dict, user=None, description: str = "") -> "RewardRecipe":
+        """Validate `spec`; return the version with this content, creating the next version if new."""
+        from workers.rewards.recipes import Recipe
+
+        recipe = Recipe.from_spec(spec)  # raises RecipeError naming the bad component field
+        existing = cls.objects.filter(name=name, content_hash=recipe.content_hash).first()
+        if existing:
+            return existing
+        latest = cls.latest(name)
+        return cls.objects.create(
+            name=name, version=(latest.version + 1) if latest else 1, spec=recipe.to_spec(),
+            content_hash=recipe.content_hash, description=description, created_by=user,
+        )

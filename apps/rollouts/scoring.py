@@ -1,0 +1,82 @@
+"""The scoring job: re-score a filtered set of rollouts with a reward recipe, across cores."""
+
+import os
+
+from django import forms
+from django.db.models import Avg
+
+from apps.rollouts.models import RewardRecipe, Rollout
+from apps.training.models import ModelVersion
+from workers.rewards.base import Sample
+from workers.rewards.pool import ScoringPool
+from workers.rewards.recipes import rollout_columns
+
+BATCH = 500
+SCORED_FIELDS = ["total_reward", "rewards", "is_correct", "format_ok", "language_consistency", "reward_recipe"]
+
+
+class ScoreParamsForm(forms.Form):
+    recipe = forms.ModelChoiceField(queryset=RewardRecipe.objects.all())
+    job = forms.IntegerField(required=False, min_value=1, help_text="Only rollouts written by this job")
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), required=False)
+    step_min = forms.IntegerField(required=False, min_value=0)
+    step_max = forms.IntegerField(required=False, min_value=0)
+    processes = forms.IntegerField(required=False, min_value=1, max_value=256, help_text="Default: one per core")
+    timeout_s = forms.FloatField(initial=30.0, min_value=1.0, max_value=600.0, help_text="Per rollout")
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("step_min"), data.get("step_max")
+        if low is not None and high is not None and low > high:
+            self.add_error("step_max", "must be at least step_min")
+        return data
+
+
+def filtered_rollouts(params: dict):
+    rollouts = Rollout.objects.all()
+    if params.get("job"):
+        rollouts = rollouts.filter(job_id=params["job"])
+    if params.get("model_version"):
+        rollouts = rollouts.filter(model_version_id=params["model_version"])
+    if params.get("step_min") is not None:
+        rollouts = rollouts.filter(step__gte=params["step_min"])
+    if params.get("step_max") is not None:
+        rollouts = rollouts.filter(step__lte=params["step_max"])
+    return rollouts
+
+
+def sample_for(rollout: Rollout) -> Sample:
+    prompt = rollout.prompt
+    return Sample(
+        completion=rollout.completion,
+        reference=prompt.reference_answer,
+        tests=tuple(prompt.tests or ()),
+        prompt=prompt.question,
+        domain=prompt.domain,
+        language=prompt.language,
+        finish_reason=rollout.finish_reason,
+    )
+
+
+def run_scoring(ctx) -> dict:
+    params = ctx.params
+    recipe_row = RewardRecipe.objects.get(pk=params["recipe"])
+    rollouts = filtered_rollouts(params).select_related("prompt").order_by("id")
+    ctx.progress(0, rollouts.count())
+    processes = params.get("processes") or os.cpu_count() or 1
+    ctx.log(f"scoring with {recipe_row} in {processes} processes")
+    last_id, scored = 0, 0
+    with ScoringPool(recipe_row.spec, processes=processes, timeout_s=params.get("timeout_s") or 30.0) as pool:
+        while batch := list(rollouts.filter(id__gt=last_id)[:BATCH]):
+            for rollout, result in zip(batch, pool.map(sample_for(r) for r in batch)):
+                for name, value in rollout_columns(result).items():
+                    setattr(rollout, name, value)
+                rollout.reward_recipe = recipe_row
+            Rollout.objects.bulk_update(batch, SCORED_FIELDS)
+            scored += len(batch)
+            last_id = batch[-1].id
+            ctx.progress(scored)
+            ctx.check_cancelled()
+    summary = filtered_rollouts(params).filter(reward_recipe=recipe_row).aggregate(mean_reward=Avg("total_reward"))
+    correct = filtered_rollouts(params).filter(reward_recipe=recipe_row, is_correct=True).count()
+    return {"scored": scored, "mean_reward": summary["mean_reward"], "correct": correct, "recipe": str(recipe_row)}

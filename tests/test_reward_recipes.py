@@ -1,0 +1,104 @@
+"""Recipes, the scoring pool, the scoring job and the `score` command."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workers.rewards.base import Sample
+from workers.rewards.pool import ScoringPool
+from workers.rewards.recipes import DEFAULT_RECIPES, Recipe, RecipeError, rollout_columns
+
+ROOT = Path(__file__).resolve().parent.parent
+MATH_ONLY = {"components": [{"name": "math_accuracy", "weight": 2.0, "params": {"timeout_s": 5}}]}
+
+
+def answer(text):
+    return f"<think>thinking</think> <answer>\\boxed{{{text}}}</answer>"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({}, "non-empty list 'components'"),  # no components at all
+        ({"components": [{"name": "nope"}]}, "components[0]: 'name' must be one of"),  # unknown component
+        ({"components": [{"name": "format", "weight": "high"}]}, "components[0]: 'weight' must be a number"),
+        ({"components": [{"name": "format", "params": []}]}, "components[0]: 'params' must be an object"),
+        ({"components": [{"name": "format", "extra": 1}]}, "components[0]: unknown field(s) extra"),
+        ({"components": [{"name": "format", "domains": "math"}]}, "'domains' must be a list of strings"),
+    ],
+)
+def test_a_bad_recipe_is_refused_naming_the_field(spec, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        Recipe.from_spec(spec)
+
+
+def test_the_content_hash_ignores_key_order_and_changes_with_content():
+    a = Recipe.from_spec({"components": [{"weight": 1, "name": "format"}]})
+    b = Recipe.from_spec({"components": [{"name": "format", "weight": 1.0, "params": {}}]})
+    c = Recipe.from_spec({"components": [{"name": "format", "weight": 0.5}]})
+    assert a.content_hash == b.content_hash != c.content_hash
+
+
+def test_a_recipe_sums_weighted_components_and_skips_other_domains():
+    recipe = Recipe.from_spec({"components": [
+        {"name": "math_accuracy", "weight": 2.0, "domains": ["math"]},
+        {"name": "format", "weight": 0.5},
+    ]})
+    math = recipe.score(Sample(answer("4"), reference="4"))
+    assert math["total"] == 2.0 + 0.5
+    assert math["components"]["math_accuracy"] == {"value": 1.0, "weight": 2.0, "details": math["components"]["math_accuracy"]["details"]}
+    general = recipe.score(Sample(answer("4"), domain="general"))
+    assert set(general["components"]) == {"format"}
+    assert rollout_columns(math) | {"rewards": None} == {
+        "total_reward": 2.5, "is_correct": True, "format_ok": True, "language_consistency": None, "rewards": None,
+    }
+
+
+def test_the_pool_scores_in_order_like_one_process():
+    recipe = Recipe.from_spec(DEFAULT_RECIPES["r1-zero-math"])
+    samples = [Sample(answer(i % 7), reference=str(i % 5)) for i in range(40)]
+    with ScoringPool(recipe.to_spec(), processes=2) as pool:
+        pooled = list(pool.map(samples))
+    assert pooled == [recipe.score(s) for s in samples]
+    assert sum(p["components"]["math_accuracy"]["value"] for p in pooled) == sum(i % 7 == i % 5 for i in range(40))
+
+
+def test_a_sample_that_overruns_is_killed_scored_zero_and_the_pool_goes_on():
+    samples = [Sample(answer("4"), reference="4"), Sample(answer("9^{9^{9}}"), reference="1"),
+               Sample(answer("5"), reference="5")]
+    start = time.monotonic()
+    with ScoringPool(MATH_ONLY, processes=1, timeout_s=1.5) as pool:
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        results = list(pool.map(samples))
+        children = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert time.monotonic() - start < 15
+    assert [r["total"] for r in results] == [2.0, 0.0, 2.0]
+    assert results[1]["error"] == "scoring took longer than 1.5 s"
+    assert len(children) == 1 and children != before  # the stuck worker was replaced, not left running
+    assert psutil.Process().children(recursive=True) == []
+
+
+def run_score_command(lines: list[str], recipe="r1-zero-math"):
+    return subprocess.run([sys.executable, "manage.py", "score", "--recipe", recipe, "--processes", "1"],
+                          cwd=ROOT, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_score_command_reads_jsonl_and_writes_scores(live_database_env):
+    good = json.dumps({"completion": answer("\\frac{1}{2}"), "reference": "0.5"})
+    wrong = json.dumps({"completion": "A: 3", "answer": "#### 4", "id": 7})
+    result = run_score_command([good, wrong, "{broken"])
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1 and "1 line(s) could not be read" in result.stderr
+    assert out[0]["total_reward"] == 2.0 and out[0]["rewards"]["format"]["value"] == 1.0
+    assert out[1]["id"] == 7 and out[1]["total_reward"] == 0.0
+    assert out[1]["rewards"]["math_accuracy"]["details"]["extracted"] == "3"
+    assert out[2]["error"] == "line 3: not valid JSON (Expecting property name enclosed in double quotes)"
+    missing = run_score_command([good], recipe="nope")
+    assert missing.returncode == 1 and "No recipe 'nope'; known: r1-reasoning-math, r1-zero-code" in missing.stderr

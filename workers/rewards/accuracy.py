@@ -1,0 +1,115 @@
+"""Math accuracy: is the final answer equal to the reference? (math-verify + sympy)
+
+Bounded time: math-verify's own timeouts use signal.alarm, which works only in
+a process's main thread, and big-number arithmetic in C cannot be interrupted
+even there. So callers run this in `workers.rewards.pool`, whose worker
+processes run it in their main thread and are killed when a sample overruns.
+The cheap guards below turn away the worst inputs before sympy sees them.
+"""
+
+import re
+
+from workers.rewards.base import Reward, Sample
+from workers.rewards.extract import DEFAULT_FALLBACKS, extract_answer
+
+MAX_DIGIT_RUN = 400  # a 20,000-digit "number" is not an answer
+MAX_NESTED_POWERS = 3  # a^{b^{c^{d}}} and deeper: sympy may try to evaluate a power tower
+CHOICE_LETTERS = "ABCDEFGHIJ"
+
+_DIGIT_RUN = re.compile(r"\d{%d,}" % (MAX_DIGIT_RUN + 1))
+_CHOICE = re.compile(r"^\(?\s*(?:\\text\{\s*)?([A-J])\s*\}?\s*\)?\s*[.:]?$")
+
+
+def math_accuracy(sample: Sample, *, fallbacks=DEFAULT_FALLBACKS, timeout_s: int = 5) -> Reward:
+    extraction = extract_answer(sample.completion, tuple(fallbacks))
+    details = {"extracted": extraction.text, "method": extraction.method, "reference": sample.reference}
+    if extraction.text is None:
+        too_long = "characters)" in extraction.method
+        return Reward.zero("the final answer is too long" if too_long else "no final answer found", **details)
+    reference = reference_answer(sample.reference)
+    if not reference:
+        return Reward.zero("the prompt has no reference answer", **details)
+    if reference.upper() in CHOICE_LETTERS and len(reference) == 1:
+        chosen = _choice_letter(extraction.text)
+        correct = chosen == reference.upper()
+        details["parsed_answer"] = chosen
+        return Reward(1.0 if correct else 0.0, details | ({} if correct else {"reason": "wrong choice"}))
+    refused = refuse_expensive(extraction.text)
+    if refused:
+        return Reward.zero(refused, **details)
+    return _verify(reference, extraction.text, details, timeout_s)
+
+
+def reference_answer(reference: str) -> str:
+    """The answer inside a worked reference ('… #### 18', '… A: 18', '\\boxed{…}'), else the reference itself."""
+    found = extract_answer(reference)
+    return (found.text if found.text is not None else reference).strip()
+
+
+def refuse_expensive(answer: str) -> str | None:
+    if _DIGIT_RUN.search(answer):
+        return f"the answer has a number of more than {MAX_DIGIT_RUN} digits"
+    if _power_depth(answer) > MAX_NESTED_POWERS:
+        return f"the answer nests powers more than {MAX_NESTED_POWERS} deep"
+    return None
+
+
+def _power_depth(text: str) -> int:
+    """How deeply ^ nests (x^{y^{z}} is 3), counting braces after each ^."""
+    depth = deepest = 0
+    stack = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "^":
+            depth += 1
+            deepest = max(deepest, depth)
+            if text[i + 1:i + 2] == "{":
+                stack.append(True)
+                i += 2
+                continue
+            depth -= 1 if i + 1 < len(text) and text[i + 1] != "^" else 0
+        elif c == "{":
+            stack.append(False)
+        elif c == "}" and stack:
+            if stack.pop():
+                depth -= 1
+        i += 1
+    return deepest
+
+
+def _choice_letter(answer: str) -> str | None:
+    match = _CHOICE.match(answer.strip())
+    return match.group(1) if match else None
+
+
+def _parse(text: str, timeout_s: int):
+    from math_verify import parse
+
+    # Wrapped in $…$ so math-verify reads it as LaTeX; plain text as a fallback.
+    parsed = parse(f"${text}$", parsing_timeout=timeout_s)
+    return parsed or parse(text, parsing_timeout=timeout_s)
+
+
+def _verify(reference: str, answer: str, details: dict, timeout_s: int) -> Reward:
+    from math_verify import verify
+
+    try:
+        gold = _parse(reference, timeout_s)
+        pred = _parse(answer, timeout_s)
+    except Exception as exc:  # math-verify raises on some malformed LaTeX despite raise_on_error=False
+        return Reward.zero(f"could not parse: {type(exc).__name__}", **details)
+    details |= {"parsed_reference": _shown(gold), "parsed_answer": _shown(pred)}
+    if not gold:
+        return Reward.zero("could not parse the reference answer", **details)
+    if not pred:
+        return Reward.zero("could not parse the answer", **details)
+    try:
+        correct = verify(gold, pred, timeout_seconds=timeout_s)
+    except Exception as exc:
+        return Reward.zero(f"could not compare: {type(exc).__name__}", **details)
+    return Reward(1.0, details) if correct else Reward.zero("the answer does not match the reference", **details)
+
+
+def _shown(parsed) -> str | None:
+    return str(parsed[0])[:200] if parsed else None

@@ -1,0 +1,113 @@
+"""Finding the parts of a completion: the chain of thought, the answer span, the final answer.
+
+All scans are linear in the text and bounded by MAX_SCAN_CHARS, so hostile output
+(megabytes of text, thousands of nested braces) costs little.
+"""
+
+import re
+from dataclasses import dataclass
+
+MAX_SCAN_CHARS = 200_000  # only the tail of longer completions is searched for an answer
+MAX_ANSWER_CHARS = 1_000  # a longer "final answer" is not an answer
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+# Tried in order after the <answer> tag and \boxed{}; the last match in the text wins.
+DEFAULT_FALLBACKS = (
+    r"####\s*(.+)",  # GSM8K reference style
+    r"(?im)^\s*A:\s*(.+)$",  # "A: 18", as in GSM8K's example model solutions
+    r"(?i)final answer is:?\s*\$?(.+?)\$?\s*(?:\.\s*)?$",
+    r"(?i)the answer is:?\s*\$?(.+?)\$?\s*(?:\.\s*)?$",
+)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    text: str | None  # the answer as written, or None when nothing was found
+    method: str  # "answer_tag", "boxed", "regex:<pattern>", or "none"
+
+
+def think_text(completion: str) -> str:
+    """The chain of thought: inside <think>…</think>, or up to <answer> when the tags are missing."""
+    start = completion.find(THINK_OPEN)
+    if start != -1:
+        start += len(THINK_OPEN)
+        end = completion.find(THINK_CLOSE, start)
+        return completion[start:] if end == -1 else completion[start:end]
+    answer = completion.find("<answer>")
+    return completion if answer == -1 else completion[:answer]
+
+
+def answer_text(completion: str) -> str:
+    """The content of the last <answer>…</answer> block, or '' if there is none."""
+    tail = completion[-MAX_SCAN_CHARS:]
+    start = tail.rfind("<answer>")
+    if start == -1:
+        return ""
+    end = tail.find("</answer>", start)
+    return tail[start + len("<answer>"):] if end == -1 else tail[start + len("<answer>"):end]
+
+
+def split_completion(completion: str) -> tuple[str, str]:
+    """(reasoning, answer) for storing beside the raw completion."""
+    return think_text(completion).strip(), answer_text(completion).strip()
+
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last balanced \\boxed{…} (or \\fbox{…}), nested braces included.
+
+    One pass matches every brace (a stack), so thousands of nested or unclosed
+    braces cost linear time.
+    """
+    starts = [m.end() for m in _BOXED_RE.finditer(text)]  # just after each opening brace
+    if not starts:
+        return None
+    closing = _matching_braces(text)
+    for start in reversed(starts):
+        end = closing.get(start - 1)
+        if end is not None:
+            return text[start:end]
+    return None
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each "{" → index of its "}", ignoring escaped \\{ and \\}."""
+    stack, pairs = [], {}
+    for m in re.finditer(r"(?<!\\)[{}]", text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            pairs[stack.pop()] = m.start()
+    return pairs
+
+
+def extract_answer(completion: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACKS) -> Extraction:
+    tail = completion[-MAX_SCAN_CHARS:]
+    found = _extract(tail, fallbacks)
+    if found.text is not None:
+        text = found.text.strip()
+        if not text:
+            return Extraction(None, found.method)
+        if len(text) > MAX_ANSWER_CHARS:
+            return Extraction(None, f"{found.method} (over {MAX_ANSWER_CHARS} characters)")
+        return Extraction(text, found.method)
+    return found
+
+
+def _extract(tail: str, fallbacks) -> Extraction:
+    answer = answer_text(tail)
+    if answer.strip():
+        boxed = last_boxed(answer)
+        return Extraction(boxed if boxed is not None else answer, "answer_tag")
+    boxed = last_boxed(tail)
+    if boxed is not None:
+        return Extraction(boxed, "boxed")
+    for pattern in fallbacks:
+        matches = list(re.finditer(pattern, tail, re.MULTILINE))
+        if matches:
+            return Extraction(matches[-1].group(1), f"regex:{pattern}")
+    return Extraction(None, "none")

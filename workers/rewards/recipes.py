@@ -1,0 +1,147 @@
+"""Reward recipes: a named, weighted set of components with parameters.
+
+The same `Recipe.score(sample)` serves the scoring job, rejection sampling and
+GRPO. A spec is plain JSON, so it can be stored in the database and versioned
+by its content hash:
+
+    {"components": [
+        {"name": "math_accuracy", "weight": 1.0},
+        {"name": "format", "weight": 1.0, "params": {"partial_credit": false}},
+        {"name": "reward_model", "weight": 1.0, "domains": ["general"], "params": {"model_path": "..."}}
+    ]}
+
+A component with `domains` applies only to samples of those domains (all-scenario
+RL mixes rule rewards for reasoning prompts with a reward model for general ones).
+"""
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+
+from workers.rewards.base import Reward, Sample
+
+COMPONENTS = {
+    "math_accuracy": "workers.rewards.accuracy.math_accuracy",
+    "code_accuracy": "workers.rewards.code.code_accuracy",
+    "format": "workers.rewards.format.format_reward",
+    "language_consistency": "workers.rewards.language.language_consistency",
+    "cosine_length": "workers.rewards.shaping.cosine_length",
+    "repetition_penalty": "workers.rewards.shaping.repetition_penalty",
+    "reward_model": "workers.rewards.reward_model.reward_model_score",
+}
+ACCURACY_COMPONENTS = ("math_accuracy", "code_accuracy")
+
+DEFAULT_RECIPES = {
+    # R1-Zero: rule rewards only, accuracy and format.
+    "r1-zero-math": {"components": [{"name": "math_accuracy", "weight": 1.0}, {"name": "format", "weight": 1.0}]},
+    "r1-zero-code": {"components": [{"name": "code_accuracy", "weight": 1.0}, {"name": "format", "weight": 1.0}]},
+    # Reasoning RL: accuracy plus the language-consistency reward, summed.
+    "r1-reasoning-math": {
+        "components": [
+            {"name": "math_accuracy", "weight": 1.0},
+            {"name": "format", "weight": 1.0},
+            {"name": "language_consistency", "weight": 1.0},
+        ]
+    },
+}
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str
+    weight: float = 1.0
+    params: dict = field(default_factory=dict)
+    domains: tuple[str, ...] = ()  # empty: every domain
+
+    def applies_to(self, sample: Sample) -> bool:
+        return not self.domains or sample.domain in self.domains
+
+
+@cache
+def component_function(name: str):
+    module, _, attr = COMPONENTS[name].rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    components: tuple[ComponentSpec, ...]
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Recipe":
+        """Validate a JSON spec; errors name the component and field."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("components"), list) or not spec["components"]:
+            raise RecipeError("a recipe needs a non-empty list 'components'")
+        components = []
+        for i, raw in enumerate(spec["components"]):
+            where = f"components[{i}]"
+            if not isinstance(raw, dict) or raw.get("name") not in COMPONENTS:
+                raise RecipeError(f"{where}: 'name' must be one of {', '.join(sorted(COMPONENTS))}")
+            unknown = set(raw) - {"name", "weight", "params", "domains"}
+            if unknown:
+                raise RecipeError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+            weight = raw.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise RecipeError(f"{where}: 'weight' must be a number")
+            params = raw.get("params", {})
+            if not isinstance(params, dict):
+                raise RecipeError(f"{where}: 'params' must be an object")
+            domains = raw.get("domains", [])
+            if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+                raise RecipeError(f"{where}: 'domains' must be a list of strings")
+            components.append(ComponentSpec(raw["name"], float(weight), params, tuple(domains)))
+        return cls(tuple(components))
+
+    def to_spec(self) -> dict:
+        return {
+            "components": [
+                {"name": c.name, "weight": c.weight, "params": c.params, **({"domains": list(c.domains)} if c.domains else {})}
+                for c in self.components
+            ]
+        }
+
+    @property
+    def content_hash(self) -> str:
+        canonical = json.dumps(self.to_spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def score(self, sample: Sample) -> dict:
+        """{"total": float, "components": {name: {"value", "weight", "details"}}}."""
+        components, total = {}, 0.0
+        for spec in self.components:
+            if not spec.applies_to(sample):
+                continue
+            params = dict(spec.params)
+            if spec.name == "cosine_length":
+                params.setdefault("is_correct", _is_correct(components))
+            reward: Reward = component_function(spec.name)(sample, **params)
+            components[spec.name] = {"value": reward.value, "weight": spec.weight, "details": reward.details}
+            total += spec.weight * reward.value
+        return {"total": total, "components": components}
+
+
+def _is_correct(components: dict) -> bool | None:
+    for name in ACCURACY_COMPONENTS:
+        if name in components:
+            return components[name]["value"] >= 1.0
+    return None
+
+
+def rollout_columns(scored: dict) -> dict:
+    """The stored filter columns of a Rollout, from a recipe's score."""
+    components = scored["components"]
+    fmt = components.get("format")
+    language = components.get("language_consistency")
+    return {
+        "total_reward": scored["total"],
+        "rewards": components if "error" not in scored else {"error": {"value": 0.0, "details": {"reason": scored["error"]}}},
+        "is_correct": _is_correct(components),
+        "format_ok": None if fmt is None else fmt["value"] >= 1.0,
+        "language_consistency": None if language is None else language["value"],
+    }
