@@ -102,3 +102,39 @@ def test_the_score_command_reads_jsonl_and_writes_scores(live_database_env):
     assert out[2]["error"] == "line 3: not valid JSON (Expecting property name enclosed in double quotes)"
     missing = run_score_command([good], recipe="nope")
     assert missing.returncode == 1 and "No recipe 'nope'; known: r1-reasoning-math, r1-zero-code" in missing.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scoring_job_rescores_a_filtered_set_on_a_worker(celery_worker, dataset):
+    from apps.core.bulk import bulk_insert
+    from apps.datasets.models import Prompt
+    from apps.jobs import kinds
+    from apps.jobs.models import Job
+    from apps.rollouts.models import RewardRecipe, Rollout
+    from tests.conftest import wait_for_job
+
+    bulk_insert(Prompt, [{"dataset_id": dataset.pk, "question": f"{i} + 0?", "reference_answer": str(i),
+                          "content_hash": f"h{i}"} for i in range(30)])
+    source = Job.objects.create(kind="generate", status="succeeded")
+    prompts = list(Prompt.objects.order_by("pk"))
+    rows = [{"job_id": source.pk, "prompt_id": p.pk, "step": step, "sample_index": 0,
+             "completion": answer(i if i % 3 else i + 1) if step else "no tags A: x"}
+            for i, p in enumerate(prompts) for step in (0, 1)]
+    bulk_insert(Rollout, rows)
+    recipe = RewardRecipe.latest("r1-zero-math")
+
+    job = kinds.launch("score_rollouts", {"recipe": recipe.pk, "job": source.pk, "step_min": 1, "processes": 2})
+    wait_for_job(job, timeout=120)
+    assert job.status == "succeeded", job.error
+    assert job.result["scored"] == 30 and job.result["correct"] == 20
+    step1 = Rollout.objects.filter(job=source, step=1)
+    assert step1.filter(reward_recipe=recipe, format_ok=True).count() == 30
+    assert step1.filter(is_correct=True, total_reward=2.0).count() == 20
+    wrong = step1.filter(is_correct=False).first()
+    assert wrong.rewards["math_accuracy"]["details"]["reason"] == "the answer does not match the reference"
+    assert not Rollout.objects.filter(job=source, step=0, reward_recipe__isnull=False).exists()  # outside the filter
+
+    bad = pytest.raises(Exception)
+    with bad:
+        kinds.launch("score_rollouts", {"recipe": recipe.pk, "step_min": 5, "step_max": 1})
+    assert "step_max" in str(bad.excinfo.value)
