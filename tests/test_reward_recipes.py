@@ -31,6 +31,9 @@ def answer(text):
         ({"components": [{"name": "format", "params": []}]}, "components[0]: 'params' must be an object"),
         ({"components": [{"name": "format", "extra": 1}]}, "components[0]: unknown field(s) extra"),
         ({"components": [{"name": "format", "domains": "math"}]}, "'domains' must be a list of strings"),
+        ({"components": [{"name": "code_accuracy", "params": {"kernel_isolation": False}}]},
+         "components[0]: 'params' may not set kernel_isolation"),  # recipes cannot weaken the sandbox
+        ({"components": [{"name": "cosine_length"}]}, "cosine_length needs math_accuracy or code_accuracy before it"),
     ],
 )
 def test_a_bad_recipe_is_refused_naming_the_field(spec, message):
@@ -60,6 +63,16 @@ def test_a_recipe_sums_weighted_components_and_skips_other_domains():
     }
 
 
+def test_length_shaping_uses_the_accuracy_graded_before_it():
+    recipe = Recipe.from_spec({"components": [
+        {"name": "math_accuracy", "weight": 1.0},
+        {"name": "cosine_length", "weight": 1.0, "params": {"max_len": 100}},
+    ]})
+    right = recipe.score(Sample(answer("4"), reference="4"))["components"]["cosine_length"]["value"]
+    wrong = recipe.score(Sample(answer("5"), reference="4"))["components"]["cosine_length"]["value"]
+    assert right > 0 > wrong
+
+
 def test_the_pool_scores_in_order_like_one_process():
     recipe = Recipe.from_spec(DEFAULT_RECIPES["r1-zero-math"])
     samples = [Sample(answer(i % 7), reference=str(i % 5)) for i in range(40)]
@@ -74,14 +87,14 @@ def test_a_sample_that_overruns_is_killed_scored_zero_and_the_pool_goes_on():
                Sample(answer("5"), reference="5")]
     start = time.monotonic()
     with ScoringPool(MATH_ONLY, processes=1, timeout_s=1.5) as pool:
-        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        first_worker = pool.workers[0].proc.pid
         results = list(pool.map(samples))
-        children = {p.pid for p in psutil.Process().children(recursive=True)}
+        replacement = pool.workers[0].proc.pid
     assert time.monotonic() - start < 15
     assert [r["total"] for r in results] == [2.0, 0.0, 2.0]
     assert results[1]["error"] == "scoring took longer than 1.5 s"
-    assert len(children) == 1 and children != before  # the stuck worker was replaced, not left running
-    assert psutil.Process().children(recursive=True) == []
+    assert replacement != first_worker  # the stuck worker was killed and replaced
+    assert not psutil.pid_exists(first_worker) and not psutil.pid_exists(replacement)  # close() ends them all
 
 
 def run_score_command(lines: list[str], recipe="r1-zero-math"):

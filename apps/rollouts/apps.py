@@ -1,6 +1,19 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class RolloutsConfig(AppConfig):
     name = "apps.rollouts"
     label = "rollouts"
+
+    def ready(self):
+        # After every migrate (and test-database flush): the built-in reward recipes exist.
+        post_migrate.connect(ensure_default_recipes, sender=self, dispatch_uid="r1studio-default-recipes")
+
+
+def ensure_default_recipes(**kwargs):
+    from apps.rollouts.models import RewardRecipe
+    from workers.rewards.recipes import DEFAULT_RECIPES
+
+    for name, spec in DEFAULT_RECIPES.items():
+        RewardRecipe.save_spec(name, spec, description="Built in")

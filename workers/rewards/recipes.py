@@ -32,6 +32,8 @@ COMPONENTS = {
     "reward_model": "workers.rewards.reward_model.reward_model_score",
 }
 ACCURACY_COMPONENTS = ("math_accuracy", "code_accuracy")
+# Parameters a stored recipe may not set: they exist for tests of weaker fallbacks.
+FORBIDDEN_PARAMS = {"code_accuracy": {"kernel_isolation"}}
 
 DEFAULT_RECIPES = {
     # R1-Zero: rule rewards only, accuracy and format.
@@ -92,9 +94,14 @@ class Recipe:
             params = raw.get("params", {})
             if not isinstance(params, dict):
                 raise RecipeError(f"{where}: 'params' must be an object")
+            forbidden = set(params) & FORBIDDEN_PARAMS.get(raw["name"], set())
+            if forbidden:
+                raise RecipeError(f"{where}: 'params' may not set {', '.join(sorted(forbidden))}")
             domains = raw.get("domains", [])
             if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
                 raise RecipeError(f"{where}: 'domains' must be a list of strings")
+            if raw["name"] == "cosine_length" and not any(c.name in ACCURACY_COMPONENTS for c in components):
+                raise RecipeError(f"{where}: cosine_length needs math_accuracy or code_accuracy before it")
             components.append(ComponentSpec(raw["name"], float(weight), params, tuple(domains)))
         return cls(tuple(components))
 
@@ -118,9 +125,12 @@ class Recipe:
             if not spec.applies_to(sample):
                 continue
             params = dict(spec.params)
-            if spec.name == "cosine_length":
+            if spec.name == "cosine_length":  # length shaping depends on the accuracy graded before it
                 params.setdefault("is_correct", _is_correct(components))
-            reward: Reward = component_function(spec.name)(sample, **params)
+            if params.get("is_correct", False) is None:
+                reward = Reward.zero("no accuracy component scored this sample before cosine_length")
+            else:
+                reward = component_function(spec.name)(sample, **params)
             components[spec.name] = {"value": reward.value, "weight": spec.weight, "details": reward.details}
             total += spec.weight * reward.value
         return {"total": total, "components": components}
