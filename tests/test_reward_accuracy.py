@@ -93,3 +93,22 @@ def test_last_boxed_is_linear_on_many_open_boxes():
     start = time.monotonic()
     assert last_boxed("\\boxed{" * 200_000) is None
     assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize(
+    "reference, answer, verdict",
+    [
+        ("[1,2)", "[1, 2)", True),  # the same text up to spaces: no sympy needed
+        ("1234", "1,234", True),  # plain numbers, thousands separators
+        ("0.5", "0.5000001", True),  # equal at math-verify's 6-digit rounding
+        ("3", "4", False),
+        ("\\{1,2\\}", "\\{2, 1\\}", True),  # sets of plain numbers: order does not matter
+        ("\\{1,2\\}", "\\{1, 3\\}", False),
+        ("\\frac{1}{2}", "0.5", None),  # not plain: math-verify decides
+        ("12", "1,2", None),  # "1,2" is a tuple or a list, not a number
+    ],
+)
+def test_plain_cases_are_settled_without_sympy(reference, answer, verdict):
+    from workers.rewards.accuracy import quick_verdict
+
+    assert quick_verdict(reference, answer) is verdict

@@ -37,6 +37,10 @@ def math_accuracy(sample: Sample, *, fallbacks=DEFAULT_FALLBACKS, timeout_s: int
     refused = refuse_expensive(extraction.text)
     if refused:
         return Reward.zero(refused, **details)
+    fast = quick_verdict(reference, extraction.text)
+    if fast is not None:
+        details["checked_by"] = "plain comparison"
+        return Reward(1.0, details) if fast else Reward.zero("the answer does not match the reference", **details)
     return _verify(reference, extraction.text, details, timeout_s)
 
 
@@ -44,6 +48,41 @@ def reference_answer(reference: str) -> str:
     """The answer inside a worked reference ('… #### 18', '… A: 18', '\\boxed{…}'), else the reference itself."""
     found = extract_answer(reference)
     return (found.text if found.text is not None else reference).strip()
+
+
+_NOISE = re.compile(r"\s+|\$|\\[,!;:]|\\left|\\right|\\displaystyle")
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_NUMBER_SET = re.compile(r"\\\{(.*)\\\}")
+
+
+def quick_verdict(reference: str, answer: str) -> bool | None:
+    """Settle the common cases without sympy: the same text, plain numbers, sets of plain numbers.
+
+    None when it cannot tell; math-verify decides then. (math-verify spends 35-50 ms
+    on an interval or a set, a tenth of that on a number.)
+    """
+    ref, ans = _NOISE.sub("", reference), _NOISE.sub("", answer)
+    if ref == ans:
+        return True
+    ref_number, ans_number = _plain_number(ref), _plain_number(ans)
+    if ref_number is not None and ans_number is not None:
+        return round(ref_number, 6) == round(ans_number, 6)  # math-verify's float_rounding
+    ref_set, ans_set = _number_set(ref), _number_set(ans)
+    if ref_set is not None and ans_set is not None:
+        return ref_set == ans_set
+    return None
+
+
+def _plain_number(text: str) -> float | None:
+    return float(text.replace(",", "")) if _NUMBER.fullmatch(text) else None
+
+
+def _number_set(text: str) -> set[float] | None:
+    match = _NUMBER_SET.fullmatch(text)
+    if not match:
+        return None
+    numbers = [_plain_number(item) for item in match.group(1).split(",")]
+    return None if None in numbers else {round(n, 6) for n in numbers}
 
 
 def refuse_expensive(answer: str) -> str | None:
