@@ -23,7 +23,7 @@ def database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def session_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     """One real Celery worker (with beat, for the stale-job check) on Redis and the test database."""
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no task left from an earlier run
     with django_db_blocker.unblock():
@@ -31,6 +31,14 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     worker = CeleryWorker(url, tmp_path_factory.mktemp("celery") / "worker.log").start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def celery_worker(session_worker):
+    """The session's worker, started again if a test stopped it (the kill test does)."""
+    if session_worker.proc.poll() is not None:
+        session_worker.start()
+    return session_worker
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ class Case:
     score: float
     statuses: tuple = ()  # every test's status, when given
     reason: str = ""  # details["reason"] starts with this (score 0)
-    stderr: str = ""  # in the first test's stderr: shows what stopped the code
+    stderr: str | tuple = ""  # in the first test's stderr (any of a tuple): shows what stopped the code
     kernel_isolation: bool = True
 
 
@@ -140,7 +140,9 @@ CASES = {
     # Files outside the work directory: /tmp & co. are private tmpfs, the project dir is root's.
     "write_outside": Case(
         block(f"for path in {OUTSIDE!r}:\n    with open(path, 'w') as f:\n        f.write('pwned')\nprint('pwned')"),
-        (stdio("", "pwned\n"),), 0.0, ("runtime error",), stderr="Permission denied",
+        # The project dir is root's (Permission denied) or, in a checkout under /tmp, hidden
+        # behind the private tmpfs (No such file): either way the write does not land.
+        (stdio("", "pwned\n"),), 0.0, ("runtime error",), stderr=("Permission denied", "No such file or directory"),
     ),
     # Postgres and Redis on the loopback: the network namespace has no usable network.
     "network": Case(
@@ -237,7 +239,8 @@ def test_code_accuracy(case: Case):
     if case.score == 0:
         assert details["reason"]
     if case.stderr:
-        assert case.stderr in details["tests"][0]["stderr"], details
+        expected = case.stderr if isinstance(case.stderr, tuple) else (case.stderr,)
+        assert any(fragment in details["tests"][0]["stderr"] for fragment in expected), details
     sandbox = details.get("sandbox", {})
     assert sandbox_leftovers(uid=sandbox.get("uid")) == before
     if not case.kernel_isolation and sandbox:  # otherwise the work dir was in a private tmpfs

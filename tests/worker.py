@@ -18,6 +18,7 @@ class CeleryWorker:
         self.ready = threading.Event()
 
     def start(self, timeout: float = 60) -> "CeleryWorker":
+        self.ready.clear()
         argv = [sys.executable, "-m", "celery", "-A", "r1studio", "worker", "--queues", "cpu,gpu",
                 "--concurrency", "1", "--pool", "prefork", "--loglevel", "info",
                 "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
