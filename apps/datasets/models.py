@@ -69,8 +69,12 @@ class Example(models.Model):
             models.UniqueConstraint(fields=["dataset", "content_hash"], name="example_unique_in_dataset"),
         ]
 
+    @staticmethod
+    def hash_for(messages: list) -> str:
+        return content_hash(messages)
+
     def save(self, *args, **kwargs):
-        self.content_hash = content_hash(self.messages)
+        self.content_hash = self.hash_for(self.messages)
         super().save(*args, **kwargs)
 
 

@@ -37,6 +37,12 @@ KINDS = {
             "apps.rollouts.scoring.ScoreParamsForm",
             "apps.rollouts.scoring.run_scoring",
         ),
+        JobKind("generate", "Generate rollouts", "apps.rollouts.generation.SamplingForm",
+                "apps.rollouts.generation.run_generation"),
+        JobKind("evaluate", "Evaluate a model", "apps.training.evaluation.EvaluateParamsForm",
+                "apps.training.evaluation.run_evaluation"),
+        JobKind("rejection_sample", "Rejection sampling", "apps.datasets.rejection.RejectionParamsForm",
+                "apps.datasets.rejection.run_rejection_sampling"),
     ]
 }
 
@@ -69,12 +75,23 @@ def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = 
         kind=kind,
         label=label or KINDS[kind].label,
         params=clean,
-        queue=KINDS[kind].queue,
+        queue=queue_for(kind, clean),
         created_by=user if user is not None and user.is_authenticated else None,
     )
     if enqueue:
         transaction.on_commit(lambda: send_to_worker(job))
     return job
+
+
+def queue_for(kind: str, params: dict) -> str:
+    """A job on a vLLM model (or one configured for CUDA) goes to the gpu queue."""
+    from apps.training.models import ModelVersion
+
+    if params.get("model_version"):
+        version = ModelVersion.objects.filter(pk=params["model_version"]).first()
+        if version and (version.backend == "vllm" or version.config.get("transformers", {}).get("device") == "cuda"):
+            return "gpu"
+    return KINDS[kind].queue
 
 
 def send_to_worker(job: Job) -> None:

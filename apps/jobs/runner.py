@@ -39,6 +39,7 @@ class JobContext:
         self.done = 0
         self.total = job.progress_total
         self.cancel_event = threading.Event()
+        self.live_result: dict = {}  # figures shown on the job page while it runs (tokens/s, ...)
         self._log_lines = deque(job.log.splitlines(), maxlen=LOG_TAIL_LINES)
 
     def progress(self, done: int, total: int | None = None) -> None:
@@ -48,6 +49,10 @@ class JobContext:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
+
+    def report(self, **figures) -> None:
+        """Update figures shown on the job page while it runs; they are kept in the job's result."""
+        self.live_result = {**self.live_result, **figures}
 
     def log(self, message: str) -> None:
         stamp = timezone.now().strftime("%H:%M:%S")
@@ -63,7 +68,8 @@ class JobContext:
             raise JobCancelled()
 
     def snapshot(self) -> dict:
-        return {"progress_done": self.done, "progress_total": self.total, "log": self.log_text()}
+        return {"progress_done": self.done, "progress_total": self.total, "log": self.log_text(),
+                "result": self.live_result}
 
 
 class Heartbeat(threading.Thread):
@@ -111,10 +117,10 @@ def execute(job_id: int, worker: str) -> str:
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
     heartbeat.start()
-    outcome = {"result": {}, "error": "", "traceback": ""}
+    outcome = {"error": "", "traceback": ""}
     try:
         ctx.log(f"started on {worker} (attempt {job.attempts})")
-        outcome["result"] = import_string(KINDS[job.kind].run)(ctx) or {}
+        ctx.report(**(import_string(KINDS[job.kind].run)(ctx) or {}))
         status = Job.Status.SUCCEEDED
         ctx.log("succeeded")
     except JobCancelled:

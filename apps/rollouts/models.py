@@ -116,3 +116,25 @@ class RewardRecipe(models.Model):
             name=name, version=(latest.version + 1) if latest else 1, spec=recipe.to_spec(),
             content_hash=recipe.content_hash, description=description, created_by=user,
         )
+
+
+class PromptTemplate(models.Model):
+    """A custom completion-style template; `{question}` is replaced by the prompt's question."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    text = models.TextField()
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from workers.generation.templates import TemplateError, check_template
+
+        try:
+            check_template(self.text)
+        except TemplateError as exc:
+            raise ValidationError({"text": str(exc)}) from None

@@ -45,16 +45,16 @@ def filtered_rollouts(params: dict):
     return rollouts
 
 
-def sample_for(rollout: Rollout) -> Sample:
-    prompt = rollout.prompt
+def sample_for(prompt, completion: str, finish_reason: str = "stop") -> Sample:
+    """What the reward functions see of a completion of `prompt` (a Prompt row)."""
     return Sample(
-        completion=rollout.completion,
+        completion=completion,
         reference=prompt.reference_answer,
         tests=tuple(prompt.tests or ()),
         prompt=prompt.question,
         domain=prompt.domain,
         language=prompt.language,
-        finish_reason=rollout.finish_reason,
+        finish_reason=finish_reason,
     )
 
 
@@ -68,7 +68,7 @@ def run_scoring(ctx) -> dict:
     last_id, scored = 0, 0
     with ScoringPool(recipe_row.spec, processes=processes, timeout_s=params.get("timeout_s") or 30.0) as pool:
         while batch := list(rollouts.filter(id__gt=last_id)[:BATCH]):
-            for rollout, result in zip(batch, pool.map(sample_for(r) for r in batch)):
+            for rollout, result in zip(batch, pool.map(sample_for(r.prompt, r.completion, r.finish_reason) for r in batch)):
                 for name, value in rollout_columns(result).items():
                     setattr(rollout, name, value)
                 rollout.reward_recipe = recipe_row

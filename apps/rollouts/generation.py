@@ -1,0 +1,183 @@
+"""Sampling rollouts: the generation job, and the loop that rejection sampling and evaluation share.
+
+Rollouts are written batch by batch as they finish, scored with a reward recipe.
+A crashed or retried job resumes: prompts that already have all their samples
+under this job are skipped, and the unique key (job, prompt, step, sample)
+keeps a re-written batch from doubling.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from django import forms
+from django.db.models import Count
+
+from apps.core.bulk import bulk_insert
+from apps.datasets.models import Dataset, Prompt
+from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
+from apps.rollouts.scoring import sample_for
+from apps.training.models import ModelVersion
+from workers.generation.base import BackendError, SamplingParams
+from workers.generation.factory import make_backend
+from workers.generation.templates import BUILT_IN, render
+from workers.rewards.extract import split_completion
+from workers.rewards.pool import ScoringPool
+from workers.rewards.recipes import rollout_columns
+
+REFLECTION_WORDS = ("wait", "re-check", "recheck", "alternatively", "let me check", "double-check")
+
+
+class SamplingForm(forms.Form):
+    """What every sampling job asks: which prompts, which model, how to sample and score."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all())
+    template = forms.CharField(max_length=100, initial="r1-zero", help_text="r1-zero, chat, or a saved template")
+    recipe = forms.ModelChoiceField(queryset=RewardRecipe.objects.all(), required=False)
+    n = forms.IntegerField(initial=1, min_value=1, max_value=1024, help_text="Samples per prompt")
+    temperature = forms.FloatField(initial=0.6, min_value=0.0, max_value=2.0)
+    top_p = forms.FloatField(initial=0.95, min_value=0.01, max_value=1.0)
+    max_tokens = forms.IntegerField(initial=256, min_value=1, max_value=131072)
+    seed = forms.IntegerField(initial=0, required=False)
+    limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N prompts")
+    batch_size = forms.IntegerField(initial=8, min_value=1, max_value=4096, help_text="Prompts per batch")
+    max_batch_retries = forms.IntegerField(initial=3, min_value=0, max_value=20)
+
+    def clean_template(self):
+        name = self.cleaned_data["template"]
+        if name not in BUILT_IN and not PromptTemplate.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"no template {name!r}: use r1-zero, chat or a saved template's name")
+        return name
+
+
+def template_text(name: str) -> str | None:
+    return BUILT_IN[name] if name in BUILT_IN else PromptTemplate.objects.get(name=name).text
+
+
+@dataclass
+class SamplingStats:
+    prompts_done: int = 0
+    rollouts: int = 0
+    tokens: int = 0
+    generate_s: float = 0.0
+    score_s: float = 0.0
+    write_s: float = 0.0
+    batch_retries: int = 0
+    skipped: dict = field(default_factory=dict)  # prompt id → reason
+
+    def figures(self, wall_s: float) -> dict:
+        return {
+            "prompts_done": self.prompts_done,
+            "rollouts_written": self.rollouts,
+            "tokens_generated": self.tokens,
+            "tokens_per_s": round(self.tokens / self.generate_s, 1) if self.generate_s else None,
+            "db_write_share": round(self.write_s / wall_s, 4) if wall_s else None,
+            "batch_retries": self.batch_retries,
+            "skipped_prompts": len(self.skipped),
+        }
+
+
+def sample_rollouts(ctx, params: dict) -> SamplingStats:
+    """Generate, score and write rollouts for params' prompts under ctx.job; resumable."""
+    job = ctx.job
+    model_version = ModelVersion.objects.get(pk=params["model_version"])
+    prompts = list(Prompt.objects.filter(dataset_id=params["dataset"]).order_by("id")[: params.get("limit") or None])
+    n = params["n"]
+    complete = set(
+        Rollout.objects.filter(job=job).values("prompt_id").annotate(samples=Count("id"))
+        .filter(samples__gte=n).values_list("prompt_id", flat=True)
+    )
+    todo = [p for p in prompts if p.pk not in complete]
+    ctx.progress(len(prompts) - len(todo), len(prompts))
+    if complete:
+        ctx.log(f"resuming: {len(complete)} prompts already have their {n} samples")
+    sampling = SamplingParams(n=n, temperature=params["temperature"], top_p=params["top_p"],
+                              max_tokens=params["max_tokens"], seed=params.get("seed"))
+    template = template_text(params["template"])
+    recipe = RewardRecipe.objects.get(pk=params["recipe"]) if params.get("recipe") else None
+    stats, started = SamplingStats(), time.monotonic()
+    ctx.log(f"loading {model_version} ({model_version.backend})")
+    backend = make_backend(model_version.backend, model_version.uri, model_version.config)
+    pool = ScoringPool(recipe.spec) if recipe else None
+    try:
+        for start in range(0, len(todo), params["batch_size"]):
+            batch = _fits_context(backend, todo[start:start + params["batch_size"]], template, sampling, stats)
+            if batch:
+                _sample_batch(ctx, backend, pool, batch, template, sampling, model_version, recipe, stats, params)
+            ctx.progress(len(prompts) - len(todo) + min(start + params["batch_size"], len(todo)))
+            ctx.report(**stats.figures(time.monotonic() - started))
+            ctx.check_cancelled()
+    finally:
+        if pool:
+            pool.close()
+        backend.close()
+    if stats.skipped:
+        ctx.log(f"skipped {len(stats.skipped)} prompts: " + "; ".join(
+            f"prompt {pk}: {why}" for pk, why in list(stats.skipped.items())[:20]))
+    ctx.report(**stats.figures(time.monotonic() - started))
+    return stats
+
+
+def _fits_context(backend, prompts, template, sampling, stats) -> list[Prompt]:
+    """Drop prompts longer than the model's context, with the reason: never truncate them silently."""
+    limit = backend.context_length()
+    if not limit:
+        return prompts
+    kept = []
+    for prompt in prompts:
+        tokens = backend.count_tokens(render(template, prompt.question))
+        if tokens is not None and tokens >= limit:
+            stats.skipped[prompt.pk] = f"{tokens} prompt tokens; the model's context is {limit}"
+        else:
+            kept.append(prompt)
+    return kept
+
+
+def _generate_with_retries(backend, rendered, sampling, stats, retries: int, ctx):
+    for attempt in range(retries + 1):
+        try:
+            return backend.generate(rendered, sampling)
+        except BackendError as exc:
+            if type(exc).__name__ == "BackendUnavailable" or attempt == retries:
+                raise
+            stats.batch_retries += 1
+            ctx.log(f"batch failed ({exc}); retry {attempt + 1} of {retries}")
+            time.sleep(min(30.0, 2.0 ** attempt))
+
+
+def _sample_batch(ctx, backend, pool, batch, template, sampling, model_version, recipe, stats, params):
+    rendered = [render(template, p.question) for p in batch]
+    t0 = time.monotonic()
+    results = _generate_with_retries(backend, rendered, sampling, stats, params["max_batch_retries"], ctx)
+    stats.generate_s += time.monotonic() - t0
+    rows = []
+    for prompt, prompt_input, completions in zip(batch, rendered, results):
+        shown_prompt = backend.render(prompt_input) if hasattr(backend, "render") else str(prompt_input)
+        for index, completion in enumerate(completions):
+            reasoning, answer = split_completion(completion.text)
+            rows.append({
+                "job_id": ctx.job.pk, "prompt_id": prompt.pk, "model_version_id": model_version.pk,
+                "sample_index": index, "prompt_text": shown_prompt, "completion": completion.text,
+                "reasoning": completion.reasoning or reasoning, "answer": answer,
+                "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+                "finish_reason": completion.finish_reason if completion.finish_reason in ("stop", "length") else "stop",
+                "length_chars": len(completion.text),
+                "has_reflection": any(w in completion.text.lower() for w in REFLECTION_WORDS),
+            })
+            stats.tokens += completion.completion_tokens or 0
+    if pool:
+        t0 = time.monotonic()
+        prompts = {p.pk: p for p in batch}
+        samples = [sample_for(prompts[r["prompt_id"]], r["completion"], r["finish_reason"]) for r in rows]
+        for row, scored in zip(rows, pool.map(samples)):
+            row |= rollout_columns(scored) | {"reward_recipe_id": recipe.pk}
+        stats.score_s += time.monotonic() - t0
+    t0 = time.monotonic()
+    stats.rollouts += bulk_insert(Rollout, rows)
+    stats.write_s += time.monotonic() - t0
+    stats.prompts_done += len(batch)
+
+
+def run_generation(ctx) -> dict:
+    stats = sample_rollouts(ctx, ctx.params)
+    return {"skipped": {str(k): v for k, v in list(stats.skipped.items())[:100]}} if stats.skipped else {}
