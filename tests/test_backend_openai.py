@@ -1,0 +1,397 @@
+"""The OpenAI-compatible backend against a real HTTP server on loopback.
+
+FakeServer is a small OpenAI-compatible server (stdlib ThreadingHTTPServer, port 0)
+whose behaviour each test sets: a script of answers for the next requests (an error
+status, a hang, a malformed body), then normal completions. It records every request
+and the most requests it had in flight at once. No database.
+"""
+
+import json
+import socket
+import threading
+import time
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from workers.generation.base import BackendError, BackendUnavailable, SamplingParams, join_reasoning
+from workers.generation.openai_backend import OpenAIBackend, retry_after_seconds, split_tokens
+
+MODEL = "r1-test"
+
+
+class FakeServer:
+    def __init__(self):
+        self.script = []  # answers for the next requests in arrival order: (status, body, headers) or ("hang", s)
+        self.requests = []  # dicts: method, path, headers, body, client
+        self.delay = 0.0  # seconds each normal answer takes
+        self.max_choices = None  # a server that caps (or ignores) n
+        self.reasoning = None  # chat answers carry this reasoning_content
+        self.finish_reasons = ["stop"]
+        self.models = [{"id": MODEL, "object": "model", "max_model_len": 4096}]
+        self.drop_idle = False  # close each connection after answering, without saying so
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd.fake = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def posts(self) -> list[dict]:
+        return [r for r in self.requests if r["method"] == "POST"]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def answer(self, path: str, body: dict | None) -> dict:
+        if path == "/v1/models":
+            return {"object": "list", "data": self.models}
+        n = body["n"] if self.max_choices is None else min(body["n"], self.max_choices)
+        reasons = [self.finish_reasons[i % len(self.finish_reasons)] for i in range(n)]
+        if path == "/v1/completions":
+            texts = [f"{body['prompt']} -> sample {i}" + " more" * i for i in range(n)]
+            choices = [{"index": i, "text": t, "finish_reason": r} for i, (t, r) in enumerate(zip(texts, reasons))]
+            prompt_tokens = len(body["prompt"].split())
+        else:
+            question = body["messages"][-1]["content"]
+            texts = [f"answer {i} to {question}" for i in range(n)]
+            choices = []
+            for i, (text, reason) in enumerate(zip(texts, reasons)):
+                message = {"role": "assistant", "content": text}
+                if self.reasoning:
+                    message["reasoning_content"] = self.reasoning
+                choices.append({"index": i, "message": message, "finish_reason": reason})
+            prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        completion_tokens = sum(len(t.split()) for t in texts)
+        return {"id": "x", "object": "text_completion", "model": body["model"], "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that gave up on a hanging answer: expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self._handle(None)
+
+    def do_POST(self):
+        self._handle(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+    def _handle(self, body):
+        fake: FakeServer = self.server.fake
+        with fake.lock:
+            fake.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                  "body": body, "client": self.client_address})
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+            action = fake.script.pop(0) if fake.script and body is not None else None
+        try:
+            status, payload, headers = 200, None, {}
+            if action and action[0] == "hang":
+                time.sleep(action[1])
+            elif action:
+                status, payload, headers = action
+            elif fake.delay:
+                time.sleep(fake.delay)
+            if payload is None and status == 200:
+                payload = fake.answer(self.path, body)
+            raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            self.wfile.flush()
+            if fake.drop_idle:
+                self.close_connection = True
+        finally:
+            with fake.lock:
+                fake.in_flight -= 1
+
+
+@pytest.fixture
+def server():
+    fake = FakeServer()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def make_backend():
+    """An OpenAIBackend with small timeouts and backoffs; closed after the test."""
+    made = []
+
+    def make(url, **options):
+        options = {"timeout_s": 2, "max_retries": 2, "backoff_s": 0.01, **options}
+        backend = OpenAIBackend(url, MODEL, **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Normal answers
+
+
+def test_completions_for_string_prompts(server, make_backend):
+    backend = make_backend(server.url, api_key="sk-test")
+    params = SamplingParams(n=1, temperature=0.7, top_p=0.9, max_tokens=64, seed=7, stop=("</answer>",))
+    out = backend.generate(["two words", "three more words"], params)
+
+    assert [len(c) for c in out] == [1, 1]
+    first = out[0][0]
+    assert first.text == "two words -> sample 0"
+    assert (first.prompt_tokens, first.completion_tokens, first.finish_reason) == (2, 5, "stop")
+    assert first.reasoning is None
+    assert out[1][0].text == "three more words -> sample 0" and out[1][0].prompt_tokens == 3
+    request = next(r for r in server.posts() if r["body"]["prompt"] == "two words")
+    assert request["path"] == "/v1/completions"
+    assert request["headers"]["Authorization"] == "Bearer sk-test"
+    assert request["body"] == {"model": MODEL, "prompt": "two words", "n": 1, "temperature": 0.7, "top_p": 0.9,
+                               "max_tokens": 64, "seed": 7, "stop": ["</answer>"]}
+
+
+def test_chat_keeps_reasoning_content(server, make_backend):
+    server.reasoning = "Let me think: 2 + 2 = 4."
+    backend = make_backend(server.url)
+    messages = [{"role": "user", "content": "What is 2 + 2?"}]
+    [[completion]] = backend.generate([messages], SamplingParams())
+
+    assert completion.reasoning == "Let me think: 2 + 2 = 4."
+    assert completion.text == join_reasoning("Let me think: 2 + 2 = 4.", "answer 0 to What is 2 + 2?")
+    assert completion.text.startswith("<think>\nLet me think")
+    [request] = server.posts()
+    assert request["path"] == "/v1/chat/completions"
+    assert request["body"]["messages"] == messages
+    assert "seed" not in request["body"] and "stop" not in request["body"]
+    assert "Authorization" not in request["headers"]  # no key given
+
+
+def test_n_completions_share_the_usage(server, make_backend):
+    server.finish_reasons = ["stop", "length", "content_filter", None]
+    backend = make_backend(server.url)
+    [completions] = backend.generate(["a prompt"], SamplingParams(n=4))
+
+    assert [c.text for c in completions] == [f"a prompt -> sample {i}" + " more" * i for i in range(4)]
+    assert [c.finish_reason for c in completions] == ["stop", "length", "error", "stop"]
+    assert all(c.prompt_tokens == 2 for c in completions)
+    tokens = [c.completion_tokens for c in completions]
+    assert sum(tokens) == sum(len(c.text.split()) for c in completions)  # the aggregate, split without loss
+    assert tokens == sorted(tokens)  # longer texts get more
+    assert len(server.posts()) == 1
+
+
+def test_fewer_choices_than_n_are_topped_up(server, make_backend):
+    server.max_choices = 1  # a chat server that ignores n
+    backend = make_backend(server.url)
+    [completions] = backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams(n=3, seed=5))
+
+    assert len(completions) == 3
+    assert all(c.completion_tokens == 4 and c.prompt_tokens == 1 for c in completions)
+    bodies = [r["body"] for r in server.posts()]
+    assert [b["n"] for b in bodies] == [3, 2, 1]
+    assert [b["seed"] for b in bodies] == [5, 6, 7]  # not the same sample three times
+
+
+# Retries
+
+
+def test_429_waits_for_retry_after(server, make_backend):
+    server.script = [(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.3"})]
+    backend = make_backend(server.url, backoff_s=0.001)
+    start = time.monotonic()
+    [[completion]] = backend.generate(["x"], SamplingParams())
+
+    assert time.monotonic() - start >= 0.3
+    assert completion.text == "x -> sample 0"
+    assert len(server.posts()) == 2
+
+
+def test_500_twice_then_success(server, make_backend):
+    server.script = [(500, {"error": {"message": "boom"}}, {})] * 2
+    backend = make_backend(server.url, max_retries=2)
+    [[completion]] = backend.generate(["x"], SamplingParams())
+
+    assert completion.text == "x -> sample 0"
+    assert len(server.posts()) == 3
+
+
+def test_hanging_answer_times_out_then_succeeds(server, make_backend):
+    server.script = [("hang", 1.0)]
+    backend = make_backend(server.url, timeout_s=0.2)
+    start = time.monotonic()
+    [[completion]] = backend.generate(["x"], SamplingParams())
+
+    assert time.monotonic() - start < 0.9  # gave up on the hanging answer without waiting for it
+    assert completion.text == "x -> sample 0"
+    assert len(server.posts()) == 2
+
+
+def test_permanent_500_fails_after_the_retries(server, make_backend):
+    server.script = [(500, {"object": "error", "message": "CUDA out of memory"}, {})] * 10
+    backend = make_backend(server.url, max_retries=3)
+    with pytest.raises(BackendError) as failure:
+        backend.generate(["x"], SamplingParams())
+
+    assert not isinstance(failure.value, BackendUnavailable)
+    message = str(failure.value)
+    assert "HTTP 500" in message and "4 attempts" in message and "CUDA out of memory" in message
+    assert len(server.posts()) == 4
+
+
+def test_stale_kept_alive_connections_are_replaced(server, make_backend):
+    server.drop_idle = True  # every pooled connection is dead by its next use
+    backend = make_backend(server.url, max_concurrency=1, backoff_s=5)  # a backoff would blow the time
+    start = time.monotonic()
+    out = backend.generate(["a", "b", "c"], SamplingParams())
+
+    assert [c[0].text for c in out] == ["a -> sample 0", "b -> sample 0", "c -> sample 0"]
+    assert time.monotonic() - start < 2
+    assert len(server.posts()) == 3
+
+
+# Failures that retrying will not fix
+
+
+def test_401_is_unavailable_and_hides_the_key(server, make_backend):
+    server.script = [(401, {"error": {"message": "Incorrect API key provided: sk-secret-123"}}, {})]
+    backend = make_backend(server.url, api_key="sk-secret-123")
+    with pytest.raises(BackendUnavailable) as failure:
+        backend.generate(["x"], SamplingParams())
+
+    message = str(failure.value)
+    assert "refused the API key (401)" in message
+    assert "sk-secret-123" not in message and "Incorrect API key provided: ***" in message
+    assert len(server.posts()) == 1
+
+
+def test_404_names_the_model(server, make_backend):
+    server.script = [(404, {"error": {"message": f"The model `{MODEL}` does not exist."}}, {})]
+    backend = make_backend(server.url)
+    with pytest.raises(BackendUnavailable, match=f"model '{MODEL}' not found \\(404"):
+        backend.generate(["x"], SamplingParams())
+
+
+def test_400_is_not_retried(server, make_backend):
+    server.script = [(400, {"object": "error", "message": "This model's maximum context length is 4096 tokens"}, {})]
+    backend = make_backend(server.url)
+    with pytest.raises(BackendError, match="HTTP 400: This model's maximum context length"):
+        backend.generate(["x"], SamplingParams())
+    assert len(server.posts()) == 1
+
+
+def test_unreachable_port_is_unavailable_at_once(make_backend):
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    backend = make_backend(url, max_retries=4, backoff_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(BackendUnavailable) as failure:
+        backend.generate(["x", "y"], SamplingParams())
+
+    assert str(failure.value) == f"cannot reach {url}: connection refused"
+    assert time.monotonic() - start < 0.5  # no backoff
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b"<html>Bad gateway oops</html>", "not JSON: '<html>Bad gateway oops</html>'"),
+    ({"object": "list", "data": []}, "no choices in"),
+    ({"choices": [{"index": 0}]}, "unexpected choice"),
+])
+def test_malformed_body(server, make_backend, body, expected):
+    server.script = [(200, body, {})]
+    backend = make_backend(server.url)
+    with pytest.raises(BackendError, match="malformed response") as failure:
+        backend.generate(["x"], SamplingParams())
+    assert expected in str(failure.value)
+    assert not isinstance(failure.value, BackendUnavailable)
+
+
+# Concurrency
+
+
+def test_requests_run_concurrently_up_to_the_limit(server, make_backend):
+    server.delay = 0.05
+    backend = make_backend(server.url, max_concurrency=4)
+    prompts = [f"prompt {i}" for i in range(16)]
+    out = backend.generate(prompts, SamplingParams())
+
+    assert [c[0].text for c in out] == [f"{p} -> sample 0" for p in prompts]  # in prompt order
+    assert 1 < server.max_in_flight <= 4
+
+
+def test_one_at_a_time_reuses_one_connection(server, make_backend):
+    server.delay = 0.02
+    backend = make_backend(server.url, max_concurrency=1)
+    out = backend.generate(["a", "b", "c", "d"], SamplingParams())
+
+    assert [c[0].text for c in out] == ["a -> sample 0", "b -> sample 0", "c -> sample 0", "d -> sample 0"]
+    assert server.max_in_flight == 1
+    assert len({r["client"] for r in server.posts()}) == 1  # kept alive
+
+
+# Context length and token counts
+
+
+def test_context_length_from_the_constructor(server, make_backend):
+    backend = make_backend(server.url, context_length=32768)
+    assert backend.context_length() == 32768
+    assert server.requests == []
+
+
+def test_context_length_from_models_asked_once(server, make_backend):
+    server.models = [{"id": "other", "max_model_len": 1}, {"id": MODEL, "max_model_len": 4096}]
+    backend = make_backend(server.url)
+    assert backend.context_length() == 4096
+    assert backend.context_length() == 4096
+    assert [r["path"] for r in server.requests] == ["/v1/models"]
+    assert backend.count_tokens("any prompt") is None
+
+
+def test_context_length_unknown(server, make_backend):
+    server.models = [{"id": MODEL, "object": "model"}]  # a hosted API: no max_model_len
+    assert make_backend(server.url).context_length() is None
+    assert make_backend(f"http://127.0.0.1:{closed_port()}/v1").context_length() is None
+
+
+# Helpers
+
+
+def test_split_tokens_adds_up():
+    assert split_tokens(None, [3, 4]) == [None, None]
+    assert split_tokens(7, [10]) == [7]
+    assert split_tokens(10, [4, 4]) == [5, 5]
+    assert sum(split_tokens(101, [0, 5, 17, 3])) == 101
+    assert split_tokens(3, [0, 0, 0, 0, 0]).count(1) == 3
+
+
+def test_retry_after_forms():
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("0.5") == 0.5
+    assert 5 < retry_after_seconds(formatdate(time.time() + 10, usegmt=True)) <= 10
+    assert retry_after_seconds(formatdate(time.time() - 10, usegmt=True)) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None

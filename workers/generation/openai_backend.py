@@ -1,0 +1,364 @@
+"""Generation through an OpenAI-compatible HTTP server: vLLM, SGLang or a hosted API.
+
+A string prompt goes to `POST {base_url}/completions`, a list of chat messages to
+`POST {base_url}/chat/completions` (the server applies the chat template).
+
+Decisions worth knowing:
+
+- finish_reason: "stop" (and null, "eos", "tool_calls", "function_call") -> "stop";
+  "length" -> "length"; anything else ("content_filter", vLLM's "abort", DeepSeek's
+  "insufficient_system_resource") -> "error". Completion and the Rollout table know only
+  those three, and such an output was neither finished by the model nor cut at the token
+  cap, so it must not be scored as a complete answer.
+- Token counts: `usage` covers the whole response. prompt_tokens of every completion is
+  usage.prompt_tokens. With one choice completion_tokens is exact; with several, the
+  servers give no per-choice count in a non-streamed response, so usage.completion_tokens
+  is split in proportion to each choice's length in characters (reasoning included),
+  rounded so the parts add up to the total: an estimate. None when the server sends no usage.
+- n: asked for in one request. A server that ignores or caps n (some chat APIs do) gets
+  further requests for the ones missing until n are collected; with a seed, request k
+  (k = 0, 1, ...) is sent seed + k, so the extra requests do not repeat the first one.
+- Reasoning: `message.reasoning_content` (DeepSeek, older vLLM) or `message.reasoning`
+  (newer vLLM) is kept in Completion.reasoning and put first in Completion.text.
+- Errors: 429, 408, 5xx, timeouts and dropped connections are retried max_retries times
+  with exponential backoff and jitter, waiting at least Retry-After (capped at a minute);
+  then BackendError names the status, the server's message and the attempt count.
+  401/403 (the key), 404 (the model or the endpoint) and, before the server has ever
+  answered, connection refused or an unknown host raise BackendUnavailable at once.
+  Any other 4xx (a prompt over the context length: 400) raises BackendError without
+  retrying: sending it again would not help. A 200 whose body is not JSON or has no
+  choices raises BackendError with an excerpt.
+- timeout_s bounds connecting and each wait for data, not a whole response.
+- count_tokens() is None: the server owns the tokenizer and, for chat, the template, so
+  the count is only known from usage after sending. A hosted API has no tokenize endpoint.
+- The API key goes only into the Authorization header; it is redacted from any message
+  a server echoes back, and is never logged.
+
+Only the standard library: http.client connections kept alive in a small pool, threads
+for concurrency (the requests spend their time waiting on the server).
+"""
+
+import email.utils
+import http.client
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from workers.generation.base import (
+    BackendError,
+    BackendUnavailable,
+    Completion,
+    Prompt,
+    SamplingParams,
+    join_reasoning,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {408, 429}  # and every 5xx
+MAX_RETRY_AFTER_S = 60.0
+EXCERPT_CHARS = 200
+_UNREACHABLE = (ConnectionRefusedError, socket.gaierror, ssl.SSLCertVerificationError)
+_STOP_REASONS = {None, "stop", "eos", "tool_calls", "function_call"}
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, max_concurrency: int = 8,
+                 timeout_s: float = 120, max_retries: int = 4, backoff_s: float = 1.0,
+                 context_length: int | None = None):
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self._api_key = api_key or None
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "User-Agent": "r1studio"}
+        if self._api_key:
+            self._headers["Authorization"] = f"Bearer {self._api_key}"
+        self._pool = _ConnectionPool(self.base_url, timeout_s)
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai-backend")
+        self._reached = False  # set once the server has answered anything
+        self._context_length = context_length
+        self._context_length_known = context_length is not None
+        self._context_lock = threading.Lock()
+
+    # The Backend protocol
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        if params.n < 1:
+            raise ValueError("params.n must be at least 1")
+        cancel = threading.Event()  # set when one prompt fails: the others stop retrying
+        futures = [self._executor.submit(self._complete, prompt, params, cancel) for prompt in prompts]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            cancel.set()
+            for f in pending:
+                f.cancel()
+            raise failed[0].exception()
+        return [f.result() for f in futures]
+
+    def context_length(self) -> int | None:
+        with self._context_lock:
+            if not self._context_length_known:
+                self._context_length = self._fetch_context_length()
+                self._context_length_known = True  # asked once, whatever the answer
+            return self._context_length
+
+    def count_tokens(self, prompt: Prompt) -> int | None:
+        return None  # see the module docstring
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
+
+    # One prompt: requests until n completions are collected
+
+    def _complete(self, prompt: Prompt, params: SamplingParams, cancel: threading.Event) -> list[Completion]:
+        chat = not isinstance(prompt, str)
+        path = "/chat/completions" if chat else "/completions"
+        completions: list[Completion] = []
+        request_no = 0
+        while len(completions) < params.n:
+            if cancel.is_set():
+                raise BackendError("given up: another prompt of the batch failed")
+            missing = params.n - len(completions)
+            body = {"model": self.model, "n": missing, "temperature": params.temperature, "top_p": params.top_p,
+                    "max_tokens": params.max_tokens}
+            body["messages" if chat else "prompt"] = prompt
+            if params.seed is not None:
+                body["seed"] = params.seed + request_no
+            if params.stop:
+                body["stop"] = list(params.stop)
+            data = self._post(path, body, cancel)
+            completions.extend(self._parse(data, chat, path)[:missing])  # _parse returns at least one
+            request_no += 1
+        return completions
+
+    def _parse(self, data, chat: bool, path: str) -> list[Completion]:
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices:
+            raise BackendError(f"malformed response from {self.base_url}{path}: "
+                               f"no choices in {self._redact(_excerpt(data))}")
+        texts, reasonings, reasons = [], [], []
+        for choice in choices:
+            try:
+                if chat:
+                    message = choice["message"]
+                    content = message.get("content") or ""
+                    reasoning = message.get("reasoning_content") or message.get("reasoning") or None
+                else:
+                    content, reasoning = choice["text"], None
+                if not isinstance(content, str) or not isinstance(reasoning, str | None):
+                    raise TypeError
+                reason = choice.get("finish_reason")
+            except (KeyError, TypeError, AttributeError):
+                raise BackendError(f"malformed response from {self.base_url}{path}: "
+                                   f"unexpected choice {self._redact(_excerpt(choice))}") from None
+            texts.append(join_reasoning(reasoning, content))
+            reasonings.append(reasoning)
+            reasons.append(_finish_reason(reason))
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
+        completion_tokens = split_tokens(_int_or_none(usage.get("completion_tokens")),
+                                         [len(t) for t in texts])
+        return [Completion(text, prompt_tokens, tokens, reason, reasoning)
+                for text, tokens, reason, reasoning in zip(texts, completion_tokens, reasons, reasonings)]
+
+    # HTTP, with retries
+
+    def _post(self, path: str, body: dict, cancel: threading.Event) -> dict:
+        url = self.base_url + path
+        payload = json.dumps(body).encode()
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            retry_after = None
+            try:
+                status, headers, raw = self._pool.request("POST", path, payload, self._headers)
+            except (OSError, http.client.HTTPException) as exc:
+                if isinstance(exc, _UNREACHABLE) and not self._reached:
+                    raise BackendUnavailable(f"cannot reach {self.base_url}: {self._describe(exc)}") from exc
+                problem = self._describe(exc)
+            else:
+                self._reached = True
+                if status == 200:
+                    try:
+                        return json.loads(raw)
+                    except ValueError:
+                        raise BackendError(f"malformed response from {url}: not JSON: "
+                                           f"{self._redact(_excerpt(raw))}") from None
+                message = self._redact(_error_message(raw))
+                if status in (401, 403):
+                    given = "refused the API key" if self._api_key else "wants an API key (none was given)"
+                    raise BackendUnavailable(f"the server {given} ({status}): {message}")
+                if status == 404:
+                    raise BackendUnavailable(f"model {self.model!r} not found (404 from {url}): {message}")
+                problem = f"HTTP {status}: {message}"
+                if status < 500 and status not in RETRY_STATUSES:
+                    raise BackendError(f"{url} answered {problem}")
+                retry_after = retry_after_seconds(headers.get("Retry-After"))
+            if attempt == attempts:
+                raise BackendError(f"{url} failed after {attempts} attempts: {problem}")
+            delay = self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+            log.warning("%s: %s; attempt %d of %d, retrying in %.2fs", url, problem, attempt, attempts, delay)
+            if cancel.wait(delay):
+                raise BackendError(f"{url}: given up, another prompt of the batch failed (last: {problem})")
+        raise AssertionError("unreachable")
+
+    def _fetch_context_length(self) -> int | None:
+        try:
+            status, _, raw = self._pool.request("GET", "/models", None, self._headers)
+            models = json.loads(raw).get("data", []) if status == 200 else []
+        except (OSError, http.client.HTTPException, ValueError, AttributeError):
+            return None
+        models = [m for m in models if isinstance(m, dict)]
+        ours = [m for m in models if m.get("id") == self.model] or models[:1]
+        return _int_or_none(ours[0].get("max_model_len")) if ours else None
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(exc, socket.gaierror):
+            return f"unknown host {self._pool.host!r}"
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout_s}s"
+        if isinstance(exc, http.client.RemoteDisconnected):
+            return "the server closed the connection without answering"
+        return self._redact(f"{type(exc).__name__}: {exc}")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+
+class _ConnectionPool:
+    """Kept-alive connections to one server, each used by one thread at a time."""
+
+    def __init__(self, base_url: str, timeout_s: float):
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"base_url must be http(s)://host[:port]/path, not {base_url!r}")
+        self.host, self.port, self.https = url.hostname, url.port, url.scheme == "https"
+        self.prefix = url.path.rstrip("/")
+        self.timeout_s = timeout_s
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, object, bytes]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        reused = conn is not None
+        conn = conn or self._connect()
+        try:
+            conn.request(method, self.prefix + path, body=body, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conn.close()
+            if reused:  # the server had closed the kept-alive connection: once more on a fresh one
+                return self.request(method, path, body, headers)
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            if response.will_close or self._closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
+        return response.status, response.headers, raw
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def split_tokens(total: int | None, lengths: list[int]) -> list[int | None]:
+    """`total` shared in proportion to `lengths` (largest remainder: the parts add up to it)."""
+    if total is None:
+        return [None] * len(lengths)
+    weights = [length + 1 for length in lengths]  # an empty completion still took a token (its end)
+    exact = [total * w / sum(weights) for w in weights]
+    parts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header: seconds (decimals accepted) or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _finish_reason(reason) -> str:
+    if reason in _STOP_REASONS:
+        return "stop"
+    return "length" if reason == "length" else "error"
+
+
+def _error_message(raw: bytes) -> str:
+    """The message of an error body: OpenAI's {"error": {"message"}}, vLLM/SGLang's {"message"}, or an excerpt."""
+    if not raw.strip():
+        return "(empty body)"
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _excerpt(raw)
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:EXCERPT_CHARS * 2]
+        for key in ("message", "detail"):
+            if data.get(key):
+                return str(data[key])[:EXCERPT_CHARS * 2]
+        if isinstance(error, str):
+            return error[:EXCERPT_CHARS * 2]
+    return _excerpt(raw)
+
+
+def _excerpt(value) -> str:
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value)
+    text = " ".join(text.split())
+    return repr(text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else ""))
+
+
+def _int_or_none(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
