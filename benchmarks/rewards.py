@@ -141,7 +141,7 @@ def main():
         ("r1-zero-math recipe, 1 process", inproc_s, inproc_lat),
         (f"r1-zero-math recipe, ScoringPool x{args.processes}", pool_s, None),
     ]
-    print(f"\n| method | seconds | rollouts/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
+    print("\n| method | seconds | rollouts/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
     for name, seconds, lat in rows:
         p50 = f"{1000 * percentile(lat, 50):.1f}" if lat else "—"
         p99 = f"{1000 * percentile(lat, 99):.1f}" if lat else "—"

@@ -5,7 +5,6 @@ Errors name the line (row, for Parquet and datasets folders) and the field.
 """
 
 import csv
-import io
 import json
 import zipfile
 from collections.abc import Iterator
