@@ -99,3 +99,61 @@ def test_bad_sampling_parameters_name_the_field(dataset, prompts, server):
         with pytest.raises(ValidationError) as exc:
             kinds.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, **params})
         assert field in exc.value.message_dict
+
+
+class SolvingServer(FakeServer):
+    """Answers "What is i + 1?" in the R1-Zero format: right on even samples, wrong on odd ones."""
+
+    def answer(self, path, body):
+        if path == "/v1/models":
+            return super().answer(path, body)
+        i = int(body["prompt"].split("What is ")[1].split(" +")[0])
+        texts = [f"<think> {i} plus one is {i + 1 + s % 2}. </think> <answer> {i + 1 + s % 2} </answer>"
+                 for s in range(body["n"])]
+        return {"choices": [{"index": s, "text": t, "finish_reason": "stop"} for s, t in enumerate(texts)],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 12 * len(texts)}}
+
+
+@pytest.fixture
+def solver():
+    fake = SolvingServer()
+    yield fake
+    fake.stop()
+
+
+def test_rejection_sampling_keeps_correct_readable_samples_in_a_frozen_version(solver, dataset, prompts):
+    from apps.datasets.models import DatasetVersion
+
+    job = kinds.launch("rejection_sample", {
+        "dataset": dataset.pk, "model_version": api_model(solver.url).pk, "n": 4, "keep_per_prompt": 1,
+        "output_dataset": "sft-mix", "batch_size": 3}, enqueue=False)
+    execute(job.pk, worker="test")
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    # 6 prompts x 4 samples: the 12 odd samples are wrong; of 2 identical right ones per prompt, one is a duplicate.
+    assert job.result["dropped"] == {"incorrect": 12, "duplicate": 6, "over the per-prompt limit": 0}
+    version = DatasetVersion.objects.get(pk=job.result["dataset_version"])
+    assert (version.dataset.name, version.number, version.example_count) == ("sft-mix", 1, 6)
+    example = next(version.ordered_examples())
+    assert example.messages[0] == {"role": "user", "content": "What is 0 + 1?"}
+    assert example.messages[1]["content"].endswith("<answer> 1 </answer>")
+    assert example.source_rollout.job_id == job.pk and example.source_rollout.is_correct
+    assert version.provenance["job"] == job.pk and "truncated" in version.provenance["filters"]
+
+
+def test_evaluation_reports_pass_at_k_and_majority_vote(solver, dataset, prompts):
+    from apps.training.models import Evaluation
+
+    model = api_model(solver.url)
+    job = kinds.launch("evaluate", {"dataset": dataset.pk, "model_version": model.pk, "n": 4, "pass_k": 2},
+                       enqueue=False)
+    execute(job.pk, worker="test")
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    evaluation = Evaluation.objects.get(job=job)
+    assert (evaluation.model_version, evaluation.dataset, evaluation.k) == (model, dataset, 4)
+    assert evaluation.metrics["pass@1"] == 0.5  # half the samples of every prompt are right
+    assert evaluation.metrics["pass@2"] == pytest.approx(1 - 1 / 6)  # 1 - C(2,2)/C(4,2)
+    assert evaluation.metrics["cons@4"] == 1.0  # a 2-2 tie goes to the answer seen first, the right one
+    assert evaluation.per_prompt[str(prompts[0].pk)] == {"n": 4, "correct": 2, "majority_correct": True,
+                                                         "majority_votes": 2}

@@ -103,6 +103,10 @@ class DatasetVersion(models.Model):
     def __str__(self):
         return f"{self.dataset.name} v{self.number}"
 
+    def ordered_examples(self):
+        entries = DatasetVersionExample.objects.filter(version=self).select_related("example").order_by("position")
+        return (entry.example for entry in entries.iterator(chunk_size=2000))
+
     def save(self, *args, **kwargs):
         if self.pk is not None and not kwargs.pop("force_update_frozen", False):
             raise ImmutableError("A dataset version is immutable once frozen; freeze a new one instead")
