@@ -122,3 +122,10 @@ def test_model_output_is_escaped_on_the_rollout_list(admin_client, dataset):
     html = admin_client.get(reverse("rollout_list")).content.decode()
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html
     assert admin_client.get(reverse("rollout_list"), {"job": "abc"}).status_code == 400
+
+
+def test_nested_job_results_show_as_lines(admin_client):
+    job = Job.objects.create(kind="rejection_sample", status="succeeded",
+                             result={"kept": 3, "dropped": {"incorrect": 12, "truncated": 2}})
+    html = admin_client.get(reverse("job_detail", args=[job.pk])).content.decode()
+    assert "incorrect: 12<br>" in html and "truncated: 2" in html and "{" not in html.split("dropped")[1][:200]
