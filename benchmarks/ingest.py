@@ -37,33 +37,12 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/r1bench"
+from bench_db import DEFAULT_URL, setup_django  # noqa: E402
+
 BENCH_DB = "r1bench"
 N_PROMPTS = 1000
 GROUP_SIZE = 16  # samples per prompt per step, as in a GRPO group
 N_VARIANTS = 256  # pre-generated text variants, so building a row costs little
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-
-
-def setup_django(url: str) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "r1studio.settings"
-    os.environ["DATABASE_URL"] = url
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 # --- row generation ------------------------------------------------------------------------------
@@ -257,7 +236,6 @@ def main() -> None:
     create_rows = args.create_rows if args.create_rows is not None else min(args.rows, 100_000)
 
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
-    ensure_database(url)
     setup_django(url)
     info = machine()
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")

@@ -1,0 +1,30 @@
+"""A scratch Postgres database for benchmarks, created and migrated on first use."""
+
+import os
+from urllib.parse import urlsplit
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/r1bench"
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+
+
+def setup_django(url: str = DEFAULT_URL) -> None:
+    """Create the database if needed, point Django at it and migrate."""
+    ensure_database(url)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "r1studio.settings"
+    os.environ["DATABASE_URL"] = url
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
