@@ -20,6 +20,8 @@ class TransformersBackend:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
+        eos = [self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id]
+        self._stop_ids = {i for e in eos for i in (e if isinstance(e, list) else [e]) if i is not None}
         self._lock = threading.Lock()  # one generate at a time per loaded model
 
     def render(self, prompt: Prompt) -> str:
@@ -62,11 +64,10 @@ class TransformersBackend:
         return [self._completion(row, prompt_lengths[i], params) for i, row in enumerate(new_tokens.tolist())]
 
     def _completion(self, token_ids: list[int], prompt_tokens: int, params: SamplingParams) -> Completion:
-        eos = self.tokenizer.eos_token_id
-        stops = {eos} if isinstance(eos, int) else set(eos or [])
-        pad = self.tokenizer.pad_token_id
-        end = next((i + 1 for i, t in enumerate(token_ids) if t in stops), None)
-        generated = token_ids[:end] if end else [t for t in token_ids if t != pad or pad in stops]
+        # generate() stops a sequence at an end-of-sequence token and pads it after that; a
+        # sequence without one ran to max_new_tokens, and every token of it is generated text.
+        end = next((i + 1 for i, t in enumerate(token_ids) if t in self._stop_ids), None)
+        generated = token_ids[:end] if end else token_ids
         text = self.tokenizer.decode(generated, skip_special_tokens=True)
         finish = "stop" if end else "length"
         for stop in params.stop:
