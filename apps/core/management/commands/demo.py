@@ -18,9 +18,12 @@ from apps.core.roles import ADMIN
 from apps.datasets.models import Dataset
 from apps.jobs import kinds
 from apps.jobs.runner import execute
+from apps.rollouts.models import RewardRecipe
+from apps.training.models import ModelVersion
 from workers.synthetic import arithmetic_dataset
 
 DEMO_DATASET = "arithmetic-demo"
+DEMO_MODEL = "tiny-qwen3"
 
 
 class Command(BaseCommand):
@@ -30,6 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--prompts", type=int, default=500, help="Synthetic prompts to seed")
+        parser.add_argument("--sft-steps", type=int, default=300, help="Format SFT steps for the tiny model")
         parser.add_argument("--setup-only", action="store_true", help="Migrate and seed, then exit")
 
     def handle(self, *args, **opts):
@@ -37,6 +41,7 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         username, password = self.ensure_demo_admin()
         self.seed(opts["prompts"])
+        self.seed_model_and_rollouts(opts["sft_steps"])
         if opts["setup_only"]:
             return
         self.serve(opts["host"], opts["port"], username, password)
@@ -68,6 +73,17 @@ class Command(BaseCommand):
         execute(job.pk, worker="demo-setup")
         job.refresh_from_db()
         self.stdout.write(f"seeded {job.result.get('inserted', 0)} prompts into {DEMO_DATASET}")
+
+    def seed_model_and_rollouts(self, sft_steps: int):
+        """The tiny local model, and a generation job for the worker to run once it starts."""
+        if ModelVersion.objects.filter(name=DEMO_MODEL).exists():
+            return
+        call_command("tiny_model", "--name", DEMO_MODEL, "--sft-steps", str(sft_steps), stdout=self.stdout)
+        kinds.launch("generate", {
+            "dataset": Dataset.objects.get(name=DEMO_DATASET).pk,
+            "model_version": ModelVersion.objects.get(name=DEMO_MODEL).pk,
+            "recipe": RewardRecipe.latest("r1-zero-math").pk, "n": 4, "limit": 100, "max_tokens": 64,
+        }, label="Demo: sample the tiny model")
 
     def serve(self, host, port, username, password):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
