@@ -187,7 +187,8 @@ function recordJobState() {
 document.addEventListener('DOMContentLoaded', recordJobState);
 document.addEventListener('htmx:afterSettle', () => { window.htmxSwaps += 1; recordJobState(); });
 """
-FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.querySelector('[data-status]')?.dataset.status)"
+# Finished once the recorder has seen a final state (after htmx settled the swap, not before).
+FINISHED = "/^(succeeded|failed|cancelled) /.test(window.jobStates[window.jobStates.length - 1] || '')"
 
 
 def watch_job(page: Page) -> dict:
