@@ -20,6 +20,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from workers.generation.templates import R1_ZERO
 from workers.synthetic import arithmetic_dataset, arithmetic_work, countdown_dataset
 
 RECIPE = "tiny-qwen3"
@@ -28,13 +29,8 @@ RECIPE = "tiny-qwen3"
 # turns: R1-Zero starts from a base model, and TRL handles plain prompt/completion pairs
 # without a chat template (it appends the EOS token to each completion, so the model
 # learns to stop after </answer>).
-PROMPT_TEMPLATE = (
-    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
-    "The assistant first thinks about the reasoning process in the mind and then provides the user "
-    "with the answer. The reasoning process and answer are enclosed within <think> </think> and "
-    "<answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> "
-    "<answer> answer here </answer>. User: {question} Assistant:"
-)
+# Trained on exactly the template the generation job renders, so the format carries over.
+PROMPT_TEMPLATE = R1_ZERO
 
 EOS, PAD, IM_START, IM_END = "<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [EOS, PAD, IM_START, IM_END]
