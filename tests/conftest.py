@@ -11,6 +11,7 @@ from django.db import connection
 from apps.core.roles import ROLES
 from apps.datasets.models import Dataset
 from apps.jobs.models import Job
+from tests.fake_openai import FakeServer
 from tests.worker import CeleryWorker
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -114,3 +115,11 @@ def artifacts():
 def live_database_env(monkeypatch, transactional_db):
     """Point subprocesses (manage.py commands) at the test database."""
     monkeypatch.setenv("DATABASE_URL", database_url())
+
+
+@pytest.fixture
+def server():
+    """A fake OpenAI-compatible server on loopback (tests/fake_openai.py)."""
+    fake = FakeServer()
+    yield fake
+    fake.stop()

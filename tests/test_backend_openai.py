@@ -12,7 +12,7 @@ from email.utils import formatdate
 
 import pytest
 
-from tests.fake_openai import MODEL, FakeServer
+from tests.fake_openai import MODEL
 from workers.generation.base import (
     BackendError,
     BackendUnavailable,
@@ -24,13 +24,6 @@ from workers.generation.openai_backend import (
     retry_after_seconds,
     split_tokens,
 )
-
-
-@pytest.fixture
-def server():
-    fake = FakeServer()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -28,14 +28,18 @@ def arithmetic_problem(rng: random.Random, steps: int = 2) -> dict:
     return {"question": " ".join(sentences), "answer": str(total), "domain": "math", "language": "en"}
 
 
-def arithmetic_dataset(n: int, seed: int = 0, steps: tuple[int, int] = (1, 3)) -> list[dict]:
-    """`n` distinct problems (the same seed gives the same list)."""
+def _distinct(make, n: int, seed: int, sizes: tuple[int, int]) -> list[dict]:
+    """`n` problems with distinct questions from make(rng, size); the same seed gives the same list."""
     rng = random.Random(seed)
     problems: dict[str, dict] = {}
     while len(problems) < n:
-        problem = arithmetic_problem(rng, rng.randint(*steps))
+        problem = make(rng, rng.randint(*sizes))
         problems.setdefault(problem["question"], problem)
     return list(problems.values())
+
+
+def arithmetic_dataset(n: int, seed: int = 0, steps: tuple[int, int] = (1, 3)) -> list[dict]:
+    return _distinct(arithmetic_problem, n, seed, steps)
 
 
 def arithmetic_work(question: str) -> list[str]:
@@ -120,10 +124,4 @@ def _grouped(text: str) -> str:
 
 
 def countdown_dataset(n: int, seed: int = 0, n_numbers: tuple[int, int] = (3, 4)) -> list[dict]:
-    """`n` distinct Countdown problems (the same seed gives the same list)."""
-    rng = random.Random(seed)
-    problems: dict[str, dict] = {}
-    while len(problems) < n:
-        problem = countdown_problem(rng, rng.randint(*n_numbers))
-        problems.setdefault(problem["question"], problem)
-    return list(problems.values())
+    return _distinct(countdown_problem, n, seed, n_numbers)
