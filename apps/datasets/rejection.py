@@ -11,7 +11,7 @@ from django import forms
 from apps.datasets.models import Dataset, Example
 from apps.datasets.versions import freeze_version
 from apps.rollouts.generation import SamplingForm, sample_rollouts
-from apps.rollouts.models import RewardRecipe, Rollout
+from apps.rollouts.models import Rollout
 from apps.rollouts.scoring import sample_for
 from workers.rewards.filters import FILTERS, apply_filters
 
@@ -19,6 +19,7 @@ DEFAULT_FILTERS = ["truncated", "mixed_language", "long_paragraphs", "code_in_re
 
 
 class RejectionParamsForm(SamplingForm):
+    default_recipe = "r1-zero-math"  # keeping the correct samples needs an accuracy component
     n = forms.IntegerField(initial=8, min_value=1, max_value=1024, help_text="k: samples per prompt")
     keep_per_prompt = forms.IntegerField(initial=2, min_value=1, help_text="m: at most this many per prompt")
     prefer = forms.ChoiceField(choices=[("shortest", "shortest"), ("diverse", "most diverse")], initial="shortest")
@@ -32,12 +33,6 @@ class RejectionParamsForm(SamplingForm):
         if unknown:
             raise forms.ValidationError(f"unknown filter(s) {', '.join(unknown)}; known: {', '.join(FILTERS)}")
         return ",".join(names)
-
-    def clean(self):
-        data = super().clean()
-        if not data.get("recipe"):
-            data["recipe"] = RewardRecipe.latest("r1-zero-math")  # "correct" needs an accuracy component
-        return data
 
 
 def run_rejection_sampling(ctx) -> dict:

@@ -17,7 +17,7 @@ from apps.datasets.models import Dataset, Prompt
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.scoring import sample_for
 from apps.training.models import ModelVersion
-from workers.generation.base import BackendError, SamplingParams
+from workers.generation.base import BackendError, BackendUnavailable, SamplingParams
 from workers.generation.factory import make_backend
 from workers.generation.templates import BUILT_IN, render
 from workers.rewards.extract import split_completion
@@ -42,6 +42,15 @@ class SamplingForm(forms.Form):
     limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N prompts")
     batch_size = forms.IntegerField(initial=8, min_value=1, max_value=4096, help_text="Prompts per batch")
     max_batch_retries = forms.IntegerField(initial=3, min_value=0, max_value=20)
+
+    # Jobs that judge correctness score with this recipe when none is chosen.
+    default_recipe: str | None = None
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("recipe") and self.default_recipe:
+            data["recipe"] = RewardRecipe.latest(self.default_recipe)
+        return data
 
     def clean_template(self):
         name = self.cleaned_data["template"]
@@ -101,9 +110,9 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     pool = ScoringPool(recipe.spec) if recipe else None
     try:
         for start in range(0, len(todo), params["batch_size"]):
-            batch = _fits_context(backend, todo[start:start + params["batch_size"]], template, sampling, stats)
+            batch = _fits_context(backend, todo[start:start + params["batch_size"]], template, stats)
             if batch:
-                _sample_batch(ctx, backend, pool, batch, template, sampling, model_version, recipe, stats, params)
+                _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, stats, params)
             ctx.progress(len(prompts) - len(todo) + min(start + params["batch_size"], len(todo)))
             ctx.report(**stats.figures(time.monotonic() - started))
             ctx.check_cancelled()
@@ -118,18 +127,18 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     return stats
 
 
-def _fits_context(backend, prompts, template, sampling, stats) -> list[Prompt]:
-    """Drop prompts longer than the model's context, with the reason: never truncate them silently."""
+def _fits_context(backend, prompts, template, stats) -> list[tuple[Prompt, object]]:
+    """(prompt, rendered input) pairs, without prompts longer than the model's context: those are
+    skipped with the reason, never truncated silently."""
     limit = backend.context_length()
-    if not limit:
-        return prompts
     kept = []
     for prompt in prompts:
-        tokens = backend.count_tokens(render(template, prompt.question))
+        rendered = render(template, prompt.question)
+        tokens = backend.count_tokens(rendered) if limit else None
         if tokens is not None and tokens >= limit:
             stats.skipped[prompt.pk] = f"{tokens} prompt tokens; the model's context is {limit}"
         else:
-            kept.append(prompt)
+            kept.append((prompt, rendered))
     return kept
 
 
@@ -138,20 +147,20 @@ def _generate_with_retries(backend, rendered, sampling, stats, retries: int, ctx
         try:
             return backend.generate(rendered, sampling)
         except BackendError as exc:
-            if type(exc).__name__ == "BackendUnavailable" or attempt == retries:
+            if isinstance(exc, BackendUnavailable) or attempt == retries:
                 raise
             stats.batch_retries += 1
             ctx.log(f"batch failed ({exc}); retry {attempt + 1} of {retries}")
             time.sleep(min(30.0, 2.0 ** attempt))
 
 
-def _sample_batch(ctx, backend, pool, batch, template, sampling, model_version, recipe, stats, params):
-    rendered = [render(template, p.question) for p in batch]
+def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, stats, params):
+    rendered = [prompt_input for _, prompt_input in batch]
     t0 = time.monotonic()
     results = _generate_with_retries(backend, rendered, sampling, stats, params["max_batch_retries"], ctx)
     stats.generate_s += time.monotonic() - t0
     rows = []
-    for prompt, prompt_input, completions in zip(batch, rendered, results):
+    for (prompt, prompt_input), completions in zip(batch, results):
         shown_prompt = backend.render(prompt_input) if hasattr(backend, "render") else str(prompt_input)
         for index, completion in enumerate(completions):
             reasoning, answer = split_completion(completion.text)
@@ -167,7 +176,7 @@ def _sample_batch(ctx, backend, pool, batch, template, sampling, model_version, 
             stats.tokens += completion.completion_tokens or 0
     if pool:
         t0 = time.monotonic()
-        prompts = {p.pk: p for p in batch}
+        prompts = {p.pk: p for p, _ in batch}
         samples = [sample_for(prompts[r["prompt_id"]], r["completion"], r["finish_reason"]) for r in rows]
         for row, scored in zip(rows, pool.map(samples)):
             row |= rollout_columns(scored) | {"reward_recipe_id": recipe.pk}

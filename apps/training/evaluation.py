@@ -3,13 +3,14 @@
 from django import forms
 
 from apps.rollouts.generation import SamplingForm, sample_rollouts
-from apps.rollouts.models import RewardRecipe, Rollout
+from apps.rollouts.models import Rollout
 from apps.training.models import Evaluation
 from workers.evaluation import majority_answer, pass_at_k
 from workers.rewards.accuracy import quick_verdict, refuse_expensive
 
 
 class EvaluateParamsForm(SamplingForm):
+    default_recipe = "r1-zero-math"  # pass@k needs correctness
     n = forms.IntegerField(initial=16, min_value=1, max_value=1024, help_text="k: samples per prompt")
     pass_k = forms.IntegerField(initial=8, min_value=1, help_text="The k of pass@k (at most n)")
 
@@ -17,8 +18,6 @@ class EvaluateParamsForm(SamplingForm):
         data = super().clean()
         if data.get("pass_k") and data.get("n") and data["pass_k"] > data["n"]:
             self.add_error("pass_k", "must be at most n")
-        if not data.get("recipe"):
-            data["recipe"] = RewardRecipe.latest("r1-zero-math")  # accuracy needs a recipe
         return data
 
 
