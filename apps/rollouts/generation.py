@@ -169,7 +169,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
                 "sample_index": index, "prompt_text": shown_prompt, "completion": completion.text,
                 "reasoning": completion.reasoning or reasoning, "answer": answer,
                 "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                "finish_reason": completion.finish_reason if completion.finish_reason in ("stop", "length") else "stop",
+                "finish_reason": completion.finish_reason,  # stop, length or error (a filtered or aborted output)
                 "length_chars": len(completion.text),
                 "has_reflection": any(w in completion.text.lower() for w in REFLECTION_WORDS),
             })
