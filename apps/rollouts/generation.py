@@ -161,7 +161,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
     stats.generate_s += time.monotonic() - t0
     rows = []
     for (prompt, prompt_input), completions in zip(batch, results):
-        shown_prompt = backend.render(prompt_input) if hasattr(backend, "render") else str(prompt_input)
+        shown_prompt = backend.render(prompt_input)
         for index, completion in enumerate(completions):
             reasoning, answer = split_completion(completion.text)
             rows.append({

@@ -6,7 +6,7 @@ from apps.rollouts.generation import SamplingForm, sample_rollouts
 from apps.rollouts.models import Rollout
 from apps.training.models import Evaluation
 from workers.evaluation import majority_answer, pass_at_k
-from workers.rewards.accuracy import quick_verdict, refuse_expensive
+from workers.rewards.accuracy import equivalent
 
 
 class EvaluateParamsForm(SamplingForm):
@@ -21,21 +21,6 @@ class EvaluateParamsForm(SamplingForm):
         return data
 
 
-def same_answer(a: str, b: str) -> bool:
-    """Whether two extracted answers are equivalent, for majority voting."""
-    verdict = quick_verdict(a, b)
-    if verdict is not None:
-        return verdict
-    if refuse_expensive(a) or refuse_expensive(b):
-        return False
-    from math_verify import parse, verify
-
-    try:
-        return verify(parse(f"${a}$", parsing_timeout=2), parse(f"${b}$", parsing_timeout=2), timeout_seconds=2)
-    except Exception:
-        return False
-
-
 def run_evaluation(ctx) -> dict:
     params = ctx.params
     sample_rollouts(ctx, params)
@@ -47,7 +32,7 @@ def run_evaluation(ctx) -> dict:
     for prompt_id, samples in by_prompt.items():
         correct = sum(bool(r.is_correct) for r in samples)
         answers = [_extracted(r) for r in samples]
-        winner, votes = majority_answer(answers, same_answer)
+        winner, votes = majority_answer(answers, equivalent)
         per_prompt[str(prompt_id)] = {
             "n": len(samples), "correct": correct,
             "majority_correct": bool(winner is not None and samples[winner].is_correct), "majority_votes": votes,

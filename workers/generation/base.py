@@ -46,6 +46,10 @@ class Backend(Protocol):
         """For each prompt, `params.n` completions, in order."""
         ...
 
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model is given for `prompt` (stored with each rollout)."""
+        ...
+
     def context_length(self) -> int | None:
         """Most tokens (prompt + completion) the model takes; None if unknown."""
         ...

@@ -109,6 +109,10 @@ class OpenAIBackend:
             raise failed[0].exception()
         return [f.result() for f in futures]
 
+    def render(self, prompt: Prompt) -> str:
+        """The prompt as sent: the server applies its own chat template to messages."""
+        return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
     def context_length(self) -> int | None:
         with self._context_lock:
             if not self._context_length_known:

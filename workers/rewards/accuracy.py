@@ -93,6 +93,21 @@ def refuse_expensive(answer: str) -> str | None:
     return None
 
 
+def equivalent(a: str, b: str, timeout_s: int = 2) -> bool:
+    """Whether two extracted answers are the same value (majority voting groups answers by this)."""
+    verdict = quick_verdict(a, b)
+    if verdict is not None:
+        return verdict
+    if refuse_expensive(a) or refuse_expensive(b):
+        return False
+    from math_verify import verify
+
+    try:
+        return verify(_parse(a, timeout_s), _parse(b, timeout_s), timeout_seconds=timeout_s)
+    except Exception:  # math-verify raises on some malformed LaTeX
+        return False
+
+
 def _power_depth(text: str) -> int:
     """How deeply ^ nests (x^{y^{z}} is 3), counting braces after each ^."""
     depth = deepest = 0
