@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from apps.core.management.commands.worker import worker_argv
+from apps.core.management.commands.worker import worker_argv, worker_env
 from apps.core.roles import ADMIN
 from apps.datasets.models import Dataset
 from apps.jobs import kinds
@@ -86,7 +86,7 @@ class Command(BaseCommand):
         }, label="Demo: sample the tiny model")
 
     def serve(self, host, port, username, password):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**worker_env(), "PYTHONUNBUFFERED": "1"}
         worker = subprocess.Popen(worker_argv("cpu,gpu", concurrency=1, beat=True, loglevel="warning"), env=env)
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "r1studio.wsgi", "--bind", f"{host}:{port}",

@@ -16,9 +16,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         argv = worker_argv(opts["queues"], opts["concurrency"], opts["beat"], opts["loglevel"])
-        # Torch in several worker processes on few cores: one thread each, or they slow each other 4-5x.
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        os.execvp(argv[0], argv)
+        os.execvpe(argv[0], argv, worker_env())
+
+
+def worker_env() -> dict:
+    # Torch in several worker processes on few cores: one thread each, or they slow each other 4-5x.
+    return {"OMP_NUM_THREADS": "1", **os.environ}
 
 
 def worker_argv(queues: str, concurrency: int, beat: bool, loglevel: str = "info") -> list[str]:
