@@ -1,5 +1,6 @@
 """R1 Studio settings: read only from environment variables (see README)."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -174,6 +175,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.reap_stale_jobs",
         "schedule": env_float("JOB_REAPER_INTERVAL_SECONDS", 30.0, minimum=0.5),
     },
+}
+
+# Training jobs (apps.training.training): `accelerate launch` with one of
+# workers/training/accelerate/*.yaml; checkpoints under STORAGE_ROOT/runs/job-<id>/.
+TRAINING_ACCELERATE_CONFIG = env_choice(
+    "R1_TRAINING_ACCELERATE_CONFIG", "cpu", {"cpu", "single_gpu", "multi_gpu_zero2", "multi_gpu_fsdp", "multi_node"}
+)
+TRAINING_PROCESSES = env_int("R1_TRAINING_PROCESSES", 0, minimum=0)  # 0: one per GPU the worker sees
+TRAINING_CPU_THREADS = env_int("R1_TRAINING_CPU_THREADS", os.cpu_count() or 1, minimum=1)
+# Several machines (multi_node): each machine's gpu worker says where it stands.
+TRAINING_NODE = {
+    "machines": env_int("R1_TRAINING_NUM_MACHINES", 1, minimum=1),
+    "rank": env_int("R1_TRAINING_MACHINE_RANK", 0, minimum=0),
+    "main_ip": env_str("R1_TRAINING_MAIN_PROCESS_IP", "127.0.0.1"),
+    "main_port": env_int("R1_TRAINING_MAIN_PROCESS_PORT", 29500, minimum=1),
 }
 
 LOGGING = {

@@ -18,10 +18,13 @@ urlpatterns = [
     path("datasets/<slug:name>/", datasets.dataset_detail, name="dataset_detail"),
     path("datasets/<slug:name>/import", datasets.dataset_import, name="dataset_import"),
     path("jobs/", jobs.job_list, name="job_list"),
+    path("jobs/new/<slug:kind>/", jobs.job_new, name="job_new"),
+    path("jobs/new/<slug:kind>/preview", jobs.job_preview, name="job_preview"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("jobs/<int:pk>/cancel", jobs.job_cancel, name="job_cancel"),
     path("jobs/<int:pk>/retry", jobs.job_retry, name="job_retry"),
     path("models/", training.model_list, name="model_list"),
+    path("models/<int:pk>/pipeline", training.pipeline, name="pipeline"),
     path("rollouts/", rollouts.rollout_list, name="rollout_list"),
     path("review/", curation.queue_list, name="queue_list"),
 ]

@@ -14,3 +14,5 @@ os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
 os.environ.setdefault("JOB_STALE_SECONDS", "3")
 os.environ.setdefault("JOB_REAPER_INTERVAL_SECONDS", "1")
 os.environ["R1_DATA_DIR"] = f"/tmp/r1studio-tests{_xdist}"
+# Two test processes share two cores: one torch thread per training run (ML-NOTES: more contend 4-5x).
+os.environ.setdefault("R1_TRAINING_CPU_THREADS", "1")

@@ -41,6 +41,9 @@ KINDS = {
                 "apps.rollouts.generation.run_generation"),
         JobKind("evaluate", "Evaluate a model", "apps.training.evaluation.EvaluateParamsForm",
                 "apps.training.evaluation.run_evaluation"),
+        JobKind("sft", "Supervised fine-tuning", "apps.training.forms.SFTParamsForm",
+                "apps.training.training.run_training"),
+        JobKind("grpo", "GRPO", "apps.training.forms.GRPOParamsForm", "apps.training.training.run_training"),
         JobKind("rejection_sample", "Rejection sampling", "apps.datasets.rejection.RejectionParamsForm",
                 "apps.datasets.rejection.run_rejection_sampling"),
     ]
@@ -61,7 +64,8 @@ def validate_params(kind: str, params: dict) -> dict:
         raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}"})
     form_class = import_string(spec.params_form)
     # A field's `initial` is the parameter's default when the caller leaves it out.
-    defaults = {name: f.initial for name, f in form_class.base_fields.items() if f.initial is not None}
+    defaults = {name: f.initial() if callable(f.initial) else f.initial
+                for name, f in form_class.base_fields.items() if f.initial is not None}
     form = form_class(data=defaults | params)
     if not form.is_valid():
         raise ValidationError(form.errors.as_data())
@@ -87,6 +91,8 @@ def queue_for(kind: str, params: dict) -> str:
     """A job on a vLLM model (or one configured for CUDA) goes to the gpu queue."""
     from apps.training.models import ModelVersion
 
+    if params.get("accelerate_config", "cpu") != "cpu":  # a training job on GPUs
+        return "gpu"
     if params.get("model_version"):
         version = ModelVersion.objects.filter(pk=params["model_version"]).first()
         if version and (version.backend == "vllm" or version.config.get("transformers", {}).get("device") == "cuda"):

@@ -1,11 +1,18 @@
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
 from apps.core.pagination import keyset_page
 from apps.jobs import kinds
 from apps.jobs.models import Job
+from apps.training.forms import CPU_PRESETS
+
+LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name != "import_prompts"]
 
 
 def job_list(request):
@@ -17,9 +24,8 @@ def job_list(request):
         page = keyset_page(jobs, request.GET.get("after"))
     except ValueError as exc:
         return render(request, "error.html", {"message": str(exc)}, status=400)
-    return render(
-        request, "jobs/list.html", {"page": page, "status": status, "statuses": Job.Status.choices}
-    )
+    context = {"page": page, "status": status, "statuses": Job.Status.choices, "launchable": LAUNCHABLE}
+    return render(request, "jobs/list.html", context)
 
 
 def job_detail(request, pk):
@@ -48,3 +54,62 @@ def job_retry(request, pk):
     else:
         messages.warning(request, f"The job is {job.status}; only failed or cancelled jobs can be retried.")
     return redirect("job_detail", pk=pk)
+
+
+def _params_form(kind):
+    """The kind's params form class and its defaults (each field's initial, called if callable)."""
+    spec = kinds.KINDS.get(kind)
+    if spec is None:
+        raise Http404(f"No job kind {kind!r}")
+    form_class = import_string(spec.params_form)
+    defaults = {name: f.initial() if callable(f.initial) else f.initial
+                for name, f in form_class.base_fields.items() if f.initial is not None}
+    return form_class, defaults
+
+
+def _posted_params(request, form_class) -> dict:
+    """The POSTed values, with an unchecked checkbox (which the browser leaves out) sent as False."""
+    params = {k: v for k, v in request.POST.dict().items() if k != "csrfmiddlewaretoken"}
+    for name, field in form_class.base_fields.items():
+        if isinstance(field, forms.BooleanField) and name not in params:
+            params[name] = False
+    return params
+
+
+@permission_required("jobs.launch_job", raise_exception=True)
+def job_new(request, kind):
+    form_class, defaults = _params_form(kind)
+    if kind == "import_prompts":
+        messages.info(request, "Imports need an uploaded file: open a dataset and use its import page.")
+        return redirect("dataset_list")
+    status = 200
+    if request.method == "POST":
+        params = _posted_params(request, form_class)
+        form = form_class(data=defaults | params)
+        if form.is_valid():
+            try:
+                job = kinds.launch(kind, params, user=request.user)
+            except ValidationError as exc:  # e.g. a row deleted meanwhile
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"{job.label} queued as job #{job.pk}.")
+                return redirect("job_detail", pk=job.pk)
+        status = 400
+    else:
+        preset = CPU_PRESETS.get(kind, {}) if request.GET.get("preset") == "cpu" else {}
+        given = {k: v for k, v in request.GET.items() if k in form_class.base_fields}
+        form = form_class(initial=defaults | preset | given)
+    context = {"form": form, "kind": kind, "spec": kinds.KINDS[kind], "has_preset": kind in CPU_PRESETS}
+    return render(request, "jobs/new.html", context, status=status)
+
+
+@require_POST
+@permission_required("jobs.launch_job", raise_exception=True)
+def job_preview(request, kind):
+    form_class, defaults = _params_form(kind)
+    form = form_class(data=defaults | _posted_params(request, form_class))
+    # Always 200, even when invalid: htmx swaps only 2xx responses.
+    context = {"form": form, "valid": form.is_valid()}
+    if context["valid"] and hasattr(form, "preview"):
+        context["preview"] = form.preview()
+    return render(request, "jobs/_preview.html", context)

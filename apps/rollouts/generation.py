@@ -142,6 +142,13 @@ def _fits_context(backend, prompts, template, stats) -> list[tuple[Prompt, objec
     return kept
 
 
+def completion_fields(text: str, reasoning: str | None = None) -> dict:
+    """The Rollout columns derived from a completion's text (reasoning given apart by some APIs)."""
+    think, answer = split_completion(text)
+    return {"reasoning": reasoning or think, "answer": answer, "length_chars": len(text),
+            "has_reflection": any(word in text.lower() for word in REFLECTION_WORDS)}
+
+
 def _generate_with_retries(backend, rendered, sampling, stats, retries: int, ctx):
     for attempt in range(retries + 1):
         try:
@@ -163,15 +170,12 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
     for (prompt, prompt_input), completions in zip(batch, results):
         shown_prompt = backend.render(prompt_input)
         for index, completion in enumerate(completions):
-            reasoning, answer = split_completion(completion.text)
             rows.append({
                 "job_id": ctx.job.pk, "prompt_id": prompt.pk, "model_version_id": model_version.pk,
                 "sample_index": index, "prompt_text": shown_prompt, "completion": completion.text,
-                "reasoning": completion.reasoning or reasoning, "answer": answer,
                 "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
                 "finish_reason": completion.finish_reason,  # stop, length or error (a filtered or aborted output)
-                "length_chars": len(completion.text),
-                "has_reflection": any(w in completion.text.lower() for w in REFLECTION_WORDS),
+                **completion_fields(completion.text, completion.reasoning),
             })
             stats.tokens += completion.completion_tokens or 0
     if pool:

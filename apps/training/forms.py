@@ -1,0 +1,157 @@
+"""Launch forms for the training jobs: defaults from the DeepSeek-R1 report, validation that names
+the field, and a preview of what a launch would do (rows, steps, tokens).
+
+The report's figures (Nature version, supplementary B.4): GRPO with learning rate 3e-6, KL
+coefficient 0.001, clip ratio epsilon 10, 16 samples per question at temperature 1, 32
+questions (512 completions) per step, 8,192 completions per rollout split into 16 mini-batches,
+completions up to 32,768 tokens; the rejection-sampling SFT ran 2 epochs. They suit a 671B model
+on a cluster; CPU_PRESETS holds values that train the tiny model on a laptop CPU in minutes.
+"""
+
+import math
+
+from django import forms
+from django.conf import settings
+
+from apps.datasets.models import Dataset, DatasetVersion, Prompt
+from apps.rollouts.generation import SamplingForm
+from apps.rollouts.models import RewardRecipe
+from apps.training.models import ModelVersion
+from workers.training.formats import SFT_FORMATS
+
+ACCELERATE_CONFIGS = {
+    "cpu": "CPU, one process",
+    "single_gpu": "One GPU",
+    "multi_gpu_zero2": "All GPUs of a machine, DeepSpeed ZeRO-2",
+    "multi_gpu_fsdp": "All GPUs of a machine, FSDP",
+    "multi_node": "Several machines, DeepSpeed ZeRO-3",
+}
+LOSS_TYPES = ["grpo", "dapo", "dr_grpo", "bnpo"]
+
+# What the tiny model needs on a 2-core CPU (benchmarks/RESULTS.md, "R1-Zero in miniature").
+CPU_PRESETS = {
+    "sft": {"learning_rate": 3e-3, "batch_size": 8, "epochs": 1, "max_length": 256, "accelerate_config": "cpu"},
+    "grpo": {"learning_rate": 1e-3, "num_generations": 8, "batch_size": 64, "steps_per_generation": 1,
+             "max_completion_length": 64, "max_steps": 300, "beta": 0.0, "epsilon": 0.2, "temperature": 1.0,
+             "accelerate_config": "cpu"},
+}
+
+
+class TrainingForm(forms.Form):
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), help_text="The model to train")
+    stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, help_text="The R1 stage the new model is")
+    output_name = forms.CharField(max_length=150, required=False,
+                                  help_text="Name of the new model version (default: from the job)")
+    learning_rate = forms.FloatField(min_value=0.0, max_value=1.0)
+    max_steps = forms.IntegerField(min_value=1, required=False)
+    batch_size = forms.IntegerField(min_value=1, help_text="Sequences per optimizer step, over all processes")
+    save_steps = forms.IntegerField(initial=100, min_value=0, help_text="Checkpoint every N steps (0: only the end)")
+    seed = forms.IntegerField(initial=0)
+    use_lora = forms.BooleanField(required=False, initial=False, label="LoRA")
+    lora_r = forms.IntegerField(initial=16, min_value=1, max_value=1024)
+    lora_alpha = forms.IntegerField(initial=32, min_value=1)
+    accelerate_config = forms.ChoiceField(choices=ACCELERATE_CONFIGS.items(),
+                                          initial=lambda: settings.TRAINING_ACCELERATE_CONFIG,
+                                          help_text="How `accelerate launch` runs the training")
+
+    def clean(self):
+        data = super().clean()
+        batch, processes = data.get("batch_size"), training_processes(data.get("accelerate_config") or "cpu")
+        if batch and batch % processes:
+            self.add_error("batch_size", f"must be a multiple of the {processes} training processes")
+        if data.get("output_name") and ModelVersion.objects.filter(name=data["output_name"]).exists():
+            self.add_error("output_name", "a model version of this name exists")
+        return data
+
+
+def training_processes(config: str) -> int:
+    """Processes per step: 1 on CPU or one GPU, else the GPUs this machine has (or R1_TRAINING_PROCESSES)."""
+    if config in ("cpu", "single_gpu"):
+        return 1
+    return settings.TRAINING_PROCESSES or _gpu_count()
+
+
+def sft_steps(rows: int, epochs: int, batch_size: int) -> int:
+    return max(1, math.ceil(rows * epochs / batch_size))
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    except ImportError:
+        return 1
+
+
+class SFTParamsForm(TrainingForm):
+    dataset_version = forms.ModelChoiceField(queryset=DatasetVersion.objects.select_related("dataset"),
+                                             help_text="A frozen dataset version")
+    format = forms.ChoiceField(choices=SFT_FORMATS.items(), initial="chat")
+    learning_rate = forms.FloatField(initial=5e-5, min_value=0.0, max_value=1.0, help_text="Not given by the report")
+    epochs = forms.IntegerField(initial=2, min_value=1, max_value=100, help_text="R1 stage 3: 2 epochs")
+    max_steps = forms.IntegerField(min_value=1, required=False, help_text="Overrides epochs")
+    batch_size = forms.IntegerField(initial=64, min_value=1, help_text="Examples per optimizer step")
+    max_length = forms.IntegerField(initial=4096, min_value=16, max_value=131072, help_text="Tokens per example")
+    stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.COLD_START)
+
+    def preview(self) -> dict:
+        data = self.cleaned_data
+        version = data["dataset_version"]
+        chars = sum(len(m.get("content") or "") for e in version.ordered_examples() for m in e.messages)
+        steps = data.get("max_steps") or sft_steps(version.example_count, data["epochs"], data["batch_size"])
+        seen = steps * data["batch_size"]
+        return {
+            "rows": version.example_count,
+            "steps": steps,
+            "epochs": round(seen / version.example_count, 2) if version.example_count else 0,
+            "tokens to train on (≈ characters / 4)": round(chars / 4 * seen / max(1, version.example_count)),
+        }
+
+
+class GRPOParamsForm(TrainingForm):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), help_text="Prompts with reference answers")
+    limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N prompts")
+    template = SamplingForm.base_fields["template"]
+    recipe = forms.ModelChoiceField(queryset=RewardRecipe.objects.all(), required=False,
+                                    help_text="Reward recipe (default: the latest r1-zero-math)")
+    num_generations = forms.IntegerField(initial=16, min_value=2, max_value=1024, help_text="G: the group size")
+    beta = forms.FloatField(initial=0.001, min_value=0.0, label="KL beta")
+    epsilon = forms.FloatField(initial=10.0, min_value=0.0, label="Clip epsilon")
+    loss_type = forms.ChoiceField(choices=[(t, t) for t in LOSS_TYPES], initial="grpo")
+    learning_rate = forms.FloatField(initial=3e-6, min_value=0.0, max_value=1.0)
+    max_completion_length = forms.IntegerField(initial=32768, min_value=1, max_value=262144)
+    max_steps = forms.IntegerField(initial=10400, min_value=1, help_text="R1-Zero: 10,400 steps")
+    batch_size = forms.IntegerField(initial=512, min_value=1, help_text="Completions per optimizer step")
+    steps_per_generation = forms.IntegerField(initial=16, min_value=1, max_value=1024,
+                                              help_text="Optimizer steps per rollout batch")
+    temperature = forms.FloatField(initial=1.0, min_value=0.01, max_value=2.0)
+    top_p = forms.FloatField(initial=1.0, min_value=0.01, max_value=1.0)
+    use_vllm = forms.BooleanField(required=False, help_text="Generate with vLLM (GPU workers)")
+    stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.R1_ZERO)
+
+    def clean(self):
+        data = super().clean()
+        batch, group = data.get("batch_size"), data.get("num_generations")
+        if batch and group and batch % group:
+            self.add_error("batch_size", f"must be a multiple of the group size num_generations ({group})")
+        if data.get("use_vllm") and data.get("accelerate_config") == "cpu":
+            self.add_error("use_vllm", "vLLM needs a GPU: choose a GPU accelerate config")
+        if not data.get("recipe"):
+            data["recipe"] = RewardRecipe.latest("r1-zero-math")
+        return data
+
+    def preview(self) -> dict:
+        data = self.cleaned_data
+        prompts = Prompt.objects.filter(dataset=data["dataset"]).count()
+        if data.get("limit"):
+            prompts = min(prompts, data["limit"])
+        completions = data["max_steps"] * data["batch_size"]
+        return {
+            "rows": prompts,
+            "steps": data["max_steps"],
+            "prompts per step": data["batch_size"] // data["num_generations"],
+            "completions (each stored as a rollout)": completions,
+            "epochs over the prompts": round(completions / data["num_generations"] / prompts, 2) if prompts else 0,
+            "tokens to generate (at most)": completions * data["max_completion_length"],
+        }

@@ -1,0 +1,339 @@
+"""SFT and GRPO jobs: prepare the run, start TRL under `accelerate launch`, supervise it.
+
+The training runs in its own process group, started through `accelerate launch`
+(one CPU process here; one GPU, all GPUs with DeepSpeed or FSDP, or several
+machines elsewhere). This job body writes the data and a spec into the run
+folder, then polls: it reads the events the trainer appends (metrics,
+rollouts, checkpoints; workers.training.events) into the database, copies the
+trainer's log into the job's log, and honours cancel by killing the whole
+process tree. A retried job resumes from the newest whole checkpoint.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import transaction
+
+from apps.core.bulk import bulk_insert
+from apps.datasets.models import DatasetVersion, Prompt
+from apps.jobs.runner import JobCancelled
+from apps.rollouts.generation import completion_fields, template_text
+from apps.rollouts.models import RewardRecipe, Rollout
+from apps.training.models import ModelVersion, StepMetric
+from workers.generation.templates import render
+from workers.rewards.recipes import rollout_columns
+from workers.training.events import EventReader, archive_events
+from workers.training.formats import sft_row
+from workers.training.train import latest_checkpoint
+
+POLL_SECONDS = 0.5
+KILL_GRACE_SECONDS = 10.0
+LOG_TAIL_ON_FAILURE = 40  # lines of the trainer's log in the job's error
+ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "workers" / "training" / "accelerate"
+
+
+class TrainingFailed(RuntimeError):
+    pass
+
+
+class Run:
+    """Where one job's training lives: STORAGE_ROOT/runs/job-<id>/."""
+
+    def __init__(self, job):
+        self.dir = Path(settings.STORAGE_ROOT) / "runs" / f"job-{job.pk}"
+        self.checkpoints = self.dir / "checkpoints"
+        self.final = self.dir / "final"
+        self.spec = self.dir / "spec.json"
+        self.data = self.dir / "data.jsonl"
+        self.log = self.dir / "train.log"
+
+
+def run_training(ctx) -> dict:
+    job, params = ctx.job, ctx.params
+    run = Run(job)
+    if job.attempts <= 1:  # a first attempt: anything here is stale (a database reset reuses job ids)
+        shutil.rmtree(run.dir, ignore_errors=True)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    sink = EventSink(ctx)
+    resume = _resume_point(ctx, run, sink)
+    rows = _write_data(job.kind, params, run.data)
+    spec = _spec(job, params, run, rows, resume)
+    run.spec.write_text(json.dumps(spec, indent=2))
+    ctx.progress(resume[0] if resume else 0, spec["max_steps"])
+    ctx.log(f"{rows} training rows, {spec['max_steps']} steps; "
+            + (f"resuming from step {resume[0]}" if resume else "starting from the model's weights"))
+    process = _launch(run, params["accelerate_config"])
+    ctx.report(training_pid=process.pid, run_dir=str(run.dir))
+    log_offset = 0
+    try:
+        while True:
+            exit_code = process.poll()
+            sink.apply(sink.reader.read())
+            log_offset = _copy_log(ctx, run.log, log_offset)
+            if exit_code is not None:
+                break
+            if ctx.cancel_event.is_set():
+                ctx.log("cancel requested: stopping the training processes")
+                kill_tree(process)
+                raise JobCancelled()
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        kill_tree(process)  # never leave a trainer behind, whatever went wrong here
+        raise
+    if exit_code != 0:
+        raise TrainingFailed(_failure_message(exit_code, run.log))
+    if sink.final is None:
+        raise TrainingFailed("the training process exited without saving the final model")
+    return {"model_version": sink.final.pk, "final_step": sink.final.step, "checkpoints": sink.checkpoints}
+
+
+def _launch(run: Run, config_name: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ACCELERATE_CONFIG_DIR / f"{config_name}.yaml"), *_launch_overrides(config_name),
+               "-m", "workers.training.train", str(run.spec)]
+    env = {**os.environ, "R1_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": str(settings.TRAINING_CPU_THREADS), "TOKENIZERS_PARALLELISM": "false"}
+    with open(run.log, "ab") as log:
+        # Its own session: cancel signals the whole group (launcher, ranks, their helpers).
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=settings.BASE_DIR)
+
+
+def _launch_overrides(config_name: str) -> list[str]:
+    if config_name in ("cpu", "single_gpu"):
+        return []
+    from apps.training.forms import training_processes
+
+    args = ["--num_processes", str(training_processes(config_name))]
+    if config_name == "multi_node":
+        node = settings.TRAINING_NODE
+        args = ["--num_processes", str(training_processes(config_name) * node["machines"]),
+                "--num_machines", str(node["machines"]), "--machine_rank", str(node["rank"]),
+                "--main_process_ip", node["main_ip"], "--main_process_port", str(node["main_port"])]
+    return args
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGTERM the trainer's process group and every descendant, SIGKILL what is left after a grace period."""
+    if process.poll() is not None and not _group_alive(process.pid):
+        return
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        for child in descendants:
+            try:
+                child.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(descendants, timeout=KILL_GRACE_SECONDS if sig == signal.SIGTERM else 5)
+        try:
+            process.wait(timeout=KILL_GRACE_SECONDS if sig == signal.SIGTERM else 5)
+        except subprocess.TimeoutExpired:
+            continue
+        if not alive and not _group_alive(process.pid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _copy_log(ctx, path: Path, offset: int) -> int:
+    """New complete lines of the trainer's log into the job's log (progress-bar redraws left out)."""
+    if not path.exists():
+        return offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1
+    for line in chunk[:end].decode("utf-8", "replace").splitlines():
+        line = line.rsplit("\r", 1)[-1].rstrip()
+        if line:
+            ctx.log(line[:2000])
+    return offset + end
+
+
+def _failure_message(exit_code: int, log: Path) -> str:
+    lines = log.read_text("utf-8", "replace").splitlines() if log.exists() else []
+    tail = "\n".join(line.rsplit("\r", 1)[-1] for line in lines[-LOG_TAIL_ON_FAILURE:])
+    how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
+    if exit_code == -signal.SIGKILL or "SIGKILL" in tail:
+        how += " (SIGKILL: the kernel's out-of-memory killer sends it when memory runs out)"
+    if "MemoryError" in tail or "out of memory" in tail.lower() or "can't allocate memory" in tail:
+        how += " (out of memory)"
+    return f"the training process failed: {how}\n--- last lines of its log ---\n{tail}"
+
+
+def _resume_point(ctx, run: Run, sink: "EventSink") -> tuple[int, Path] | None:
+    """Before a retry: store whatever the last attempt wrote, then forget what came after its last
+    whole checkpoint (those steps are trained again), so the stored rollouts and curves are the
+    ones of the weights the run goes on from."""
+    if ctx.job.attempts <= 1:
+        return None
+    sink.apply(sink.reader.read())
+    resume = latest_checkpoint(run.checkpoints)
+    step = resume[0] if resume else 0
+    with transaction.atomic():
+        Rollout.objects.filter(job=ctx.job, step__gt=step).delete()
+        StepMetric.objects.filter(job=ctx.job, step__gt=step).delete()
+    archive_events(run.dir, ctx.job.attempts - 1)
+    sink.reader = EventReader(run.dir)
+    return resume
+
+
+def _write_data(kind: str, params: dict, path: Path) -> int:
+    rows = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for row in (_sft_rows(params) if kind == "sft" else _grpo_rows(params)):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows += 1
+    if not rows:
+        raise TrainingFailed("there is nothing to train on: the dataset is empty")
+    return rows
+
+
+def _sft_rows(params: dict):
+    version = DatasetVersion.objects.get(pk=params["dataset_version"])
+    for example in version.ordered_examples():
+        yield sft_row(example.messages, params["format"])
+
+
+def _grpo_rows(params: dict):
+    template = template_text(params["template"])
+    prompts = Prompt.objects.filter(dataset_id=params["dataset"]).order_by("id")[: params.get("limit") or None]
+    for prompt in prompts.iterator(chunk_size=2000):
+        yield {
+            "prompt": render(template, prompt.question),
+            "prompt_id": prompt.pk,
+            "question": prompt.question,
+            "reference": prompt.reference_answer,
+            "tests": json.dumps(prompt.tests or []),
+            "domain": prompt.domain,
+            "language": prompt.language,
+        }
+
+
+def _spec(job, params: dict, run: Run, rows: int, resume) -> dict:
+    from apps.training.forms import sft_steps, training_processes
+
+    model = ModelVersion.objects.get(pk=params["model_version"])
+    processes = training_processes(params["accelerate_config"])
+    spec = {
+        "kind": job.kind,
+        "run_dir": str(run.dir),
+        "model_path": model.uri,
+        "data_path": str(run.data),
+        "checkpoint_dir": str(run.checkpoints),
+        "final_dir": str(run.final),
+        "resume_from": str(resume[1]) if resume else None,
+        "learning_rate": params["learning_rate"],
+        "per_device_batch_size": params["batch_size"] // processes,
+        "save_steps": params["save_steps"],
+        "seed": params["seed"],
+        "use_cpu": params["accelerate_config"] == "cpu",
+        "lora": {"r": params["lora_r"], "alpha": params["lora_alpha"]} if params.get("use_lora") else None,
+    }
+    if job.kind == "sft":
+        spec |= {"format": params["format"], "max_length": params["max_length"], "epochs": params["epochs"],
+                 "max_steps": params.get("max_steps") or sft_steps(rows, params["epochs"], params["batch_size"])}
+    else:
+        recipe = RewardRecipe.objects.get(pk=params["recipe"])
+        spec |= {"max_steps": params["max_steps"], "grpo": {
+            "recipe": recipe.spec,
+            **{name: params[name] for name in ("num_generations", "steps_per_generation", "max_completion_length",
+                                               "temperature", "top_p", "beta", "epsilon", "loss_type", "use_vllm")},
+        }}
+    return spec
+
+
+class EventSink:
+    """Writes what the trainer reports to the database; every write is idempotent (a retry reads again)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.job = ctx.job
+        self.params = ctx.params
+        self.reader = EventReader(Run(ctx.job).dir)
+        self.final: ModelVersion | None = None
+        self.checkpoints = 0
+        self.input_model = ModelVersion.objects.get(pk=self.params["model_version"])
+
+    def apply(self, events: list[dict]) -> None:
+        metrics: dict[int, dict] = {}
+        rollouts: list[dict] = []
+        for event in events:
+            kind = event["type"]
+            if kind == "metrics":
+                metrics.setdefault(event["step"], {}).update(event["metrics"])
+                self.ctx.progress(event["step"], event.get("max_steps"))
+            elif kind == "rollouts":
+                rollouts += [self._rollout(event["step"], row) for row in event["rows"]]
+            elif kind == "checkpoint":
+                self._register(Path(event["path"]), event["step"], final=False)
+            elif kind == "final":
+                self.final = self._register(Path(event["path"]), event["step"], final=True)
+            elif kind == "summary":
+                self.ctx.report(**{k: round(v, 4) for k, v in event["metrics"].items()})
+        if rollouts:
+            bulk_insert(Rollout, rollouts)
+        if metrics:
+            self._store_metrics(metrics)
+
+    def _store_metrics(self, metrics: dict[int, dict]) -> None:
+        existing = {m.step: m for m in StepMetric.objects.filter(job=self.job, step__in=list(metrics))}
+        for step, figures in metrics.items():
+            if step in existing:
+                existing[step].metrics |= figures
+        StepMetric.objects.bulk_update(existing.values(), ["metrics"])
+        StepMetric.objects.bulk_create(
+            [StepMetric(job=self.job, step=step, metrics=figures) for step, figures in metrics.items()
+             if step not in existing],
+            ignore_conflicts=True,
+        )
+        latest = metrics[max(metrics)]
+        self.ctx.report(latest_metrics={k: round(v, 4) for k, v in latest.items()})
+
+    def _rollout(self, step: int, row: dict) -> dict:
+        scored = row["scored"]
+        return {
+            "job_id": self.job.pk, "prompt_id": row["prompt_id"], "model_version_id": self.input_model.pk,
+            "step": step, "group": row["group"], "sample_index": row["sample_index"],
+            "prompt_text": row["prompt_text"], "completion": row["completion"],
+            "prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"],
+            "finish_reason": row["finish_reason"], "advantage": row["advantage"],
+            "reward_recipe_id": self.params["recipe"],
+            **completion_fields(row["completion"]), **rollout_columns(scored),
+        }
+
+    def _register(self, path: Path, step: int, final: bool) -> ModelVersion:
+        base = self.params.get("output_name") or f"{self.input_model.name}-{self.job.kind}-job{self.job.pk}"
+        version, created = ModelVersion.objects.get_or_create(
+            name=base if final else f"{base}@step{step}",
+            defaults={
+                "uri": str(path), "backend": "transformers", "stage": self.params["stage"],
+                "parent": self.input_model, "produced_by": self.job, "step": step,
+                "config": {"checkpoint": not final, "lora_adapter": bool(self.params.get("use_lora")) and not final},
+            },
+        )
+        if created and not final:
+            self.checkpoints += 1
+            self.ctx.log(f"checkpoint at step {step} registered as {version.name}")
+        return version

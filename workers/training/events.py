@@ -1,0 +1,68 @@
+"""The channel from a training subprocess to the job that supervises it.
+
+Each training process appends JSON lines to its own file in the run folder
+(`events.<rank>.jsonl`): metrics, rollouts, progress, saved checkpoints. The
+supervising job tails the files and writes what it reads to the database. A
+file outlives both processes, so nothing the trainer wrote is lost when the
+supervisor dies: the next attempt reads it again (every write it leads to is
+idempotent). No Django here: the trainer may run on a node without database
+access.
+"""
+
+import json
+import os
+from pathlib import Path
+
+EVENT_FILE_GLOB = "events.*.jsonl"
+
+
+def event_file(run_dir: Path, rank: int) -> Path:
+    return Path(run_dir) / f"events.{rank}.jsonl"
+
+
+class EventWriter:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, kind: str, **fields) -> None:
+        # One write of one whole line, then flush: a reader never sees half an event unless
+        # the process dies mid-write, and a reader skips a last line without its newline.
+        self._file.write(json.dumps({"type": kind, **fields}, ensure_ascii=False, allow_nan=False, default=str) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class EventReader:
+    """Reads the complete lines added to a run folder's event files since the last call."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.offsets: dict[Path, int] = {}
+
+    def read(self) -> list[dict]:
+        events = []
+        for path in sorted(self.run_dir.glob(EVENT_FILE_GLOB)):
+            with open(path, "rb") as f:
+                f.seek(self.offsets.get(path, 0))
+                chunk = f.read()
+            end = chunk.rfind(b"\n") + 1  # a last line without its newline is still being written
+            self.offsets[path] = self.offsets.get(path, 0) + end
+            for line in chunk[:end].splitlines():
+                if line.strip():
+                    events.append(json.loads(line))
+        return events
+
+
+def archive_events(run_dir: Path, attempt: int) -> None:
+    """Move the event files of an earlier attempt aside, so a resumed run starts clean."""
+    run_dir = Path(run_dir)
+    files = list(run_dir.glob(EVENT_FILE_GLOB))
+    if files:
+        target = run_dir / f"attempt-{attempt}"
+        target.mkdir(exist_ok=True)
+        for path in files:
+            os.replace(path, target / path.name)
