@@ -133,7 +133,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [BASE_DIR / "r1studio" / "static"]  # source assets; collected files go to STATIC_ROOT
 WHITENOISE_USE_FINDERS = True
 
 # Uploads: anything above this many bytes is refused while it streams in.

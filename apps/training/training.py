@@ -11,6 +11,7 @@ process tree. A retried job resumes from the newest whole checkpoint.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from workers.training.train import latest_checkpoint
 POLL_SECONDS = 0.5
 KILL_GRACE_SECONDS = 10.0
 LOG_TAIL_ON_FAILURE = 40  # lines of the trainer's log in the job's error
+LOW_DISK_BYTES = 64 * 1024**2  # a failed run with less free than this ran out of disk, most likely
 ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "workers" / "training" / "accelerate"
 
 
@@ -89,7 +91,7 @@ def run_training(ctx) -> dict:
         kill_tree(process)  # never leave a trainer behind, whatever went wrong here
         raise
     if exit_code != 0:
-        raise TrainingFailed(_failure_message(exit_code, run.log))
+        raise TrainingFailed(_failure_message(exit_code, run))
     if sink.final is None:
         raise TrainingFailed("the training process exited without saving the final model")
     return {"model_version": sink.final.pk, "final_step": sink.final.step, "checkpoints": sink.checkpoints}
@@ -171,15 +173,24 @@ def _copy_log(ctx, path: Path, offset: int) -> int:
     return offset + end
 
 
-def _failure_message(exit_code: int, log: Path) -> str:
-    lines = log.read_text("utf-8", "replace").splitlines() if log.exists() else []
-    tail = "\n".join(line.rsplit("\r", 1)[-1] for line in lines[-LOG_TAIL_ON_FAILURE:])
+def _failure_message(exit_code: int, run: Run) -> str:
+    lines = run.log.read_text("utf-8", "replace").splitlines() if run.log.exists() else []
+    lines = [line.rsplit("\r", 1)[-1] for line in lines]
+    tail = "\n".join(lines[-LOG_TAIL_ON_FAILURE:])
     how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
     if exit_code == -signal.SIGKILL or "SIGKILL" in tail:
         how += " (SIGKILL: the kernel's out-of-memory killer sends it when memory runs out)"
-    if "MemoryError" in tail or "out of memory" in tail.lower() or "can't allocate memory" in tail:
-        how += " (out of memory)"
+    # The launcher's own CalledProcessError comes last; the trainer's error is the one that says why.
+    errors = [line for line in lines if _ERROR_LINE.match(line) and not line.startswith("subprocess.")]
+    if errors:
+        how += f"; {errors[-1][:500]}"
+    free = shutil.disk_usage(run.checkpoints).free if run.checkpoints.exists() else None
+    if free is not None and free < LOW_DISK_BYTES:
+        how = f"No space left on device: {free // 1024} KiB free where checkpoints go ({run.checkpoints}); {how}"
     return f"the training process failed: {how}\n--- last lines of its log ---\n{tail}"
+
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
 
 
 def _resume_point(ctx, run: Run, sink: "EventSink") -> tuple[int, Path] | None:
