@@ -199,3 +199,19 @@ def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_usable(celery_w
         AutoModelForCausalLM.from_pretrained(saved[0].uri)  # and the whole one before it loads
     finally:
         subprocess.run(["umount", "-l", str(checkpoints)], check=False)
+
+
+def test_the_miniature_chain_runs_its_jobs_on_the_worker(celery_worker, tmp_path):
+    from apps.training.miniature import MiniatureConfig, run_miniature
+
+    config = MiniatureConfig(sft_steps=3, grpo_steps=2, heldout=4, train_prompts=16, eval_samples=2, name="mini-test")
+    lines = []
+    result = run_miniature(tmp_path, config, log=lines.append, timeout_s=300)
+    sft, before, grpo, after = (Job.objects.get(pk=pk) for pk in result["jobs"])
+    assert [j.kind for j in (sft, before, grpo, after)] == ["sft", "evaluate", "grpo", "evaluate"]
+    assert Rollout.objects.filter(job=grpo).count() == 2 * 64  # the GRPO batch: 64 completions a step
+    assert before.params["dataset"] == after.params["dataset"]  # the same held-out prompts
+    assert before.params["model_version"] == grpo.params["model_version"]
+    assert 0 <= result["pass@1 before"] <= 1 and 0 <= result["pass@1 after"] <= 1
+    assert [point["step"] for point in result["curves"]] == [1, 2]
+    assert any("GRPO: done" in line for line in lines)

@@ -35,6 +35,8 @@ class Command(BaseCommand):
         parser.add_argument("--prompts", type=int, default=500, help="Synthetic prompts to seed")
         parser.add_argument("--sft-steps", type=int, default=300, help="Format SFT steps for the tiny model")
         parser.add_argument("--setup-only", action="store_true", help="Migrate and seed, then exit")
+        parser.add_argument("--no-miniature", dest="miniature", action="store_false",
+                            help="Do not run R1-Zero in miniature (format SFT, GRPO, pass@1 before and after)")
 
     def handle(self, *args, **opts):
         call_command("migrate", interactive=False, verbosity=0)
@@ -44,7 +46,7 @@ class Command(BaseCommand):
         self.seed_model_and_rollouts(opts["sft_steps"])
         if opts["setup_only"]:
             return
-        self.serve(opts["host"], opts["port"], username, password)
+        self.serve(opts["host"], opts["port"], username, password, opts["miniature"])
 
     def ensure_demo_admin(self):
         username = os.environ.get("DEMO_USERNAME", "admin")
@@ -85,7 +87,7 @@ class Command(BaseCommand):
             "recipe": RewardRecipe.latest("r1-zero-math").pk, "n": 4, "limit": 100, "max_tokens": 64,
         }, label="Demo: sample the tiny model")
 
-    def serve(self, host, port, username, password):
+    def serve(self, host, port, username, password, miniature: bool):
         env = {**worker_env(), "PYTHONUNBUFFERED": "1"}
         worker = subprocess.Popen(worker_argv("cpu,gpu", concurrency=1, beat=True, loglevel="warning"), env=env)
         web = subprocess.Popen(
@@ -95,6 +97,11 @@ class Command(BaseCommand):
         )
         self.stdout.write(self.style.SUCCESS(f"\nR1 Studio is running at http://{host}:{port}/"))
         self.stdout.write(f"Log in as {username} / {password}   (Ctrl-C stops the web server and the worker)\n")
+        helpers = [web, worker]
+        if miniature and not ModelVersion.objects.filter(name="miniature-grpo").exists():
+            # The chain waits on each job in turn; its jobs show on the Jobs page as they run.
+            self.stdout.write("Running R1-Zero in miniature on the worker (about 10 minutes; see Jobs)\n")
+            helpers.append(subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "miniature"], env=env))
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:
@@ -103,10 +110,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            for proc in (web, worker):
+            for proc in helpers:
                 if proc.poll() is None:
                     proc.terminate()
-            for proc in (web, worker):
+            for proc in helpers:
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:

@@ -1,0 +1,31 @@
+"""`r1studio miniature`: R1-Zero in miniature on the running worker; prints pass@1 before and after."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apps.training.miniature import MiniatureConfig, run_miniature
+
+
+class Command(BaseCommand):
+    help = "SFT the tiny model on the answer format, then GRPO; held-out pass@1 before and after (needs a worker)."
+
+    def add_arguments(self, parser):
+        defaults = MiniatureConfig()
+        parser.add_argument("--sft-steps", type=int, default=defaults.sft_steps)
+        parser.add_argument("--grpo-steps", type=int, default=defaults.grpo_steps)
+        parser.add_argument("--heldout", type=int, default=defaults.heldout)
+        parser.add_argument("--seed", type=int, default=defaults.seed)
+        parser.add_argument("--name", default=defaults.name, help="Prefix of the datasets and models it creates")
+
+    def handle(self, *args, **opts):
+        config = MiniatureConfig(sft_steps=opts["sft_steps"], grpo_steps=opts["grpo_steps"],
+                                 heldout=opts["heldout"], seed=opts["seed"], name=opts["name"])
+        result = run_miniature(settings.STORAGE_ROOT / "models", config, log=self.stdout.write)
+        self.stdout.write(f"\nR1-Zero in miniature ({result['minutes']} min, jobs {result['jobs']}):")
+        self.stdout.write(f"  held-out pass@1 before GRPO  {result['pass@1 before']:.3f}")
+        self.stdout.write(f"  held-out pass@1 after GRPO   {result['pass@1 after']:.3f}")
+        if result["ratio"]:
+            self.stdout.write(f"  ratio                        {result['ratio']:.2f}x")
+        self.stdout.write("  GRPO curve (step, reward, accuracy, mean length in tokens):")
+        for point in result["curves"]:
+            self.stdout.write("    {step:>5}  {reward:.3f}  {accuracy:.3f}  {length:.1f}".format(**point))

@@ -1,0 +1,155 @@
+"""R1-Zero in miniature, on a CPU: the tiny model, a short SFT on the answer format, GRPO, and
+held-out pass@1 before and after, each step a real job on the worker.
+
+1. A randomly initialised tiny Qwen3 (workers.generation.tiny) is the base.
+2. SFT job: worked answers in the R1-Zero format (`<think> 12 + 5 = 17 </think> <answer> 17 </answer>`).
+3. Evaluation job on held-out problems: pass@1 before.
+4. GRPO job on other problems with the r1-zero-math recipe (accuracy + format), every completion stored.
+5. Evaluation job on the same held-out problems: pass@1 after.
+
+The task is one-step arithmetic word problems ("Ana has 12 apples. Then Ana gets 5 more. ..."):
+the short SFT leaves the model able to solve some of them some of the time, which is what GRPO
+needs to have something to reinforce (from a model that never answers right, every reward is 0).
+"""
+
+import time
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from apps.core.bulk import bulk_insert
+from apps.datasets.models import Dataset, Example, Prompt
+from apps.datasets.versions import freeze_version
+from apps.jobs import kinds
+from apps.jobs.models import Job
+from apps.rollouts.models import RewardRecipe
+from apps.training.models import Evaluation, ModelVersion, StepMetric
+from workers.generation.tiny import build_tiny_model, worked_completion
+from workers.synthetic import arithmetic_dataset
+
+ONE_STEP = (1, 1)
+
+
+@dataclass
+class MiniatureConfig:
+    sft_steps: int = 900
+    grpo_steps: int = 300
+    heldout: int = 200
+    train_prompts: int = 4000
+    eval_samples: int = 4  # pass@1 is the mean over these samples per prompt
+    seed: int = 0
+    name: str = "miniature"
+
+
+def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user=None, log=print,
+                  timeout_s: float = 3600) -> dict:
+    """Run the chain on the worker and wait for it; returns the figures."""
+    started = time.monotonic()
+    base = _base_model(storage_dir, config)
+    format_version, train, heldout = _datasets(config)
+    run = {"base": base.pk}
+
+    def step(kind, params, label):
+        job = kinds.launch(kind, params, user=user, label=f"{config.name}: {label}")
+        log(f"{label}: job #{job.pk} queued")
+        job = _wait(job, timeout_s - (time.monotonic() - started))
+        if job.status != Job.Status.SUCCEEDED:
+            raise RuntimeError(f"{label} (job #{job.pk}) {job.status}: {job.error[:2000]}")
+        log(f"{label}: done in {(job.finished_at - job.started_at).total_seconds():.0f} s")
+        return job
+
+    sft = step("sft", {
+        "model_version": base.pk, "dataset_version": format_version.pk, "format": "r1_zero", "stage": "cold_start",
+        "max_steps": config.sft_steps, "batch_size": 8, "learning_rate": 3e-3, "max_length": 256, "save_steps": 0,
+        "seed": config.seed, "output_name": f"{config.name}-format-sft",
+    }, "SFT on the answer format")
+    formatted = ModelVersion.objects.get(pk=sft.result["model_version"])
+    evaluate = {"dataset": heldout.pk, "n": config.eval_samples, "pass_k": config.eval_samples,
+                "temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "batch_size": 50, "seed": config.seed}
+    before = step("evaluate", evaluate | {"model_version": formatted.pk}, "held-out pass@1 before GRPO")
+    grpo = step("grpo", {
+        "model_version": formatted.pk, "dataset": train.pk, "recipe": RewardRecipe.latest("r1-zero-math").pk,
+        "stage": "reasoning_rl", "max_steps": config.grpo_steps, "batch_size": 64, "num_generations": 8,
+        "steps_per_generation": 1, "max_completion_length": 64, "learning_rate": 1e-3, "beta": 0.0, "epsilon": 0.2,
+        "loss_type": "grpo", "temperature": 1.0, "top_p": 1.0, "save_steps": 100, "seed": config.seed,
+        "output_name": f"{config.name}-grpo",
+    }, "GRPO")
+    trained = ModelVersion.objects.get(pk=grpo.result["model_version"])
+    after = step("evaluate", evaluate | {"model_version": trained.pk}, "held-out pass@1 after GRPO")
+    figures = {
+        "pass@1 before": Evaluation.objects.get(job=before).metrics["pass@1"],
+        "pass@1 after": Evaluation.objects.get(job=after).metrics["pass@1"],
+        "minutes": round((time.monotonic() - started) / 60, 1),
+        "jobs": [sft.pk, before.pk, grpo.pk, after.pk],
+        "curves": curve_summary(grpo),
+    }
+    figures["ratio"] = figures["pass@1 after"] / figures["pass@1 before"] if figures["pass@1 before"] else None
+    return run | figures
+
+
+def curve_summary(job: Job, points: int = 6) -> list[dict]:
+    """Reward, accuracy and response length at a few evenly spaced steps (all steps are in StepMetric)."""
+    metrics = list(StepMetric.objects.filter(job=job).order_by("step").values_list("step", "metrics"))
+    if not metrics:
+        return []
+    picks = sorted({round(i * (len(metrics) - 1) / (points - 1)) for i in range(points)})
+    return [{"step": metrics[i][0], "reward": metrics[i][1].get("reward"),
+             "accuracy": metrics[i][1].get("rewards/math_accuracy/mean"),
+             "length": metrics[i][1].get("completions/mean_length")} for i in picks]
+
+
+def _wait(job: Job, timeout_s: float) -> Job:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        time.sleep(1.0)
+    raise TimeoutError(f"job #{job.pk} still {job.status} after the chain's time ran out")
+
+
+def _base_model(storage_dir, config: MiniatureConfig) -> ModelVersion:
+    name = f"{config.name}-base"
+    existing = ModelVersion.objects.filter(name=name).first()
+    if existing:
+        return existing
+    path = build_tiny_model(storage_dir / name, seed=config.seed, sft_steps=0)
+    return ModelVersion.objects.create(name=name, uri=str(path), stage=ModelVersion.Stage.BASE,
+                                       config={"recipe": "tiny-qwen3", "seed": config.seed})
+
+
+def _datasets(config: MiniatureConfig):
+    """Format examples (frozen), GRPO prompts and held-out prompts: three disjoint sets of problems."""
+    heldout_problems = arithmetic_dataset(config.heldout, seed=10_000 + config.seed, steps=ONE_STEP)
+    seen = {p["question"] for p in heldout_problems}
+    train_problems = [p for p in arithmetic_dataset(config.train_prompts, seed=20_000 + config.seed, steps=ONE_STEP)
+                      if p["question"] not in seen]
+    seen |= {p["question"] for p in train_problems}
+    # Worked answers for the format SFT, over the mix of one- to three-step problems.
+    format_problems = [p for p in arithmetic_dataset(config.sft_steps * 8, seed=30_000 + config.seed)
+                       if p["question"] not in seen]
+    with transaction.atomic():
+        train = _prompts(f"{config.name}-grpo-prompts", train_problems)
+        heldout = _prompts(f"{config.name}-heldout", heldout_problems)
+        format_set, created = Dataset.objects.get_or_create(
+            name=f"{config.name}-format", defaults={"description": "Worked answers in the R1-Zero format"})
+        version = format_set.versions.first()
+        if created or version is None:
+            examples = [Example(dataset=format_set, source="manual", messages=[
+                {"role": "user", "content": p["question"]}, {"role": "assistant", "content": worked_completion(p)}])
+                for p in format_problems]
+            for example in examples:
+                example.content_hash = Example.hash_for(example.messages)
+            Example.objects.bulk_create(examples, ignore_conflicts=True)
+            version = freeze_version(format_set, list(format_set.examples.order_by("id")),
+                                     note="Worked one- to three-step arithmetic answers")
+    return version, train, heldout
+
+
+def _prompts(name: str, problems: list[dict]) -> Dataset:
+    dataset, created = Dataset.objects.get_or_create(name=name, defaults={"description": "One-step arithmetic"})
+    if created:
+        bulk_insert(Prompt, [{"dataset_id": dataset.pk, "question": p["question"], "reference_answer": p["answer"],
+                              "domain": "math", "language": "en", "content_hash": Prompt.hash_for(p["question"], p["answer"], [])}
+                             for p in problems])
+    return dataset
