@@ -207,11 +207,14 @@ def test_the_miniature_chain_runs_its_jobs_on_the_worker(celery_worker, tmp_path
     config = MiniatureConfig(sft_steps=3, grpo_steps=2, heldout=4, train_prompts=16, eval_samples=2, name="mini-test")
     lines = []
     result = run_miniature(tmp_path, config, log=lines.append, timeout_s=300)
-    sft, before, grpo, after = (Job.objects.get(pk=pk) for pk in result["jobs"])
-    assert [j.kind for j in (sft, before, grpo, after)] == ["sft", "evaluate", "grpo", "evaluate"]
+    sft, grpo = Job.objects.get(pk=result["jobs"]["sft"]), Job.objects.get(pk=result["jobs"]["grpo"])
+    evaluations = list(Job.objects.filter(pk__in=result["jobs"]["evaluations"]).order_by("pk"))
+    assert (sft.kind, grpo.kind, [j.kind for j in evaluations]) == ("sft", "grpo", ["evaluate"] * 4)
     assert Rollout.objects.filter(job=grpo).count() == 2 * 64  # the GRPO batch: 64 completions a step
-    assert before.params["dataset"] == after.params["dataset"]  # the same held-out prompts
-    assert before.params["model_version"] == grpo.params["model_version"]
-    assert 0 <= result["pass@1 before"] <= 1 and 0 <= result["pass@1 after"] <= 1
+    assert len({j.params["dataset"] for j in evaluations}) == 1  # the same held-out prompts
+    assert [j.params["model_version"] for j in evaluations] == [grpo.params["model_version"]] * 2 + [
+        grpo.result["model_version"]] * 2
+    assert set(result["pass@1"]) == {1.0, 0.6}
+    assert all(0 <= p <= 1 for pair in result["pass@1"].values() for p in pair)
     assert [point["step"] for point in result["curves"]] == [1, 2]
     assert any("GRPO: done" in line for line in lines)

@@ -72,3 +72,12 @@ def test_a_generation_job_on_a_worker_skips_prompts_longer_than_the_context(cele
     assert "the model's context is" in job.result["skipped"][str(long_prompt.pk)]
     assert job.result["skipped_prompts"] == 1 and job.result["tokens_per_s"] > 0
     assert Rollout.objects.filter(job=job, reward_recipe__isnull=False, model_version=model).count() == 6
+
+
+def test_sampling_applies_no_hidden_top_k():
+    from workers.generation.base import SamplingParams
+    from workers.generation.transformers_backend import sampling_options
+
+    # transformers samples from the top 50 tokens unless told otherwise; vLLM and TRL do not.
+    assert sampling_options(SamplingParams(n=1, temperature=1.0, top_p=1.0, max_tokens=8))["top_k"] == 0
+    assert sampling_options(SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=8)) == {"do_sample": False}

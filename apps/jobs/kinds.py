@@ -58,15 +58,18 @@ def _jsonable(value):
     return value
 
 
+def param_defaults(form_class) -> dict:
+    """A field's `initial` (called, if callable) is the parameter's default when the caller leaves it out."""
+    return {name: f.initial() if callable(f.initial) else f.initial
+            for name, f in form_class.base_fields.items() if f.initial is not None}
+
+
 def validate_params(kind: str, params: dict) -> dict:
     spec = KINDS.get(kind)
     if spec is None:
         raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}"})
     form_class = import_string(spec.params_form)
-    # A field's `initial` is the parameter's default when the caller leaves it out.
-    defaults = {name: f.initial() if callable(f.initial) else f.initial
-                for name, f in form_class.base_fields.items() if f.initial is not None}
-    form = form_class(data=defaults | params)
+    form = form_class(data=param_defaults(form_class) | params)
     if not form.is_valid():
         raise ValidationError(form.errors.as_data())
     return {name: _jsonable(value) for name, value in form.cleaned_data.items()}

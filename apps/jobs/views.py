@@ -62,9 +62,7 @@ def _params_form(kind):
     if spec is None:
         raise Http404(f"No job kind {kind!r}")
     form_class = import_string(spec.params_form)
-    defaults = {name: f.initial() if callable(f.initial) else f.initial
-                for name, f in form_class.base_fields.items() if f.initial is not None}
-    return form_class, defaults
+    return form_class, kinds.param_defaults(form_class)
 
 
 def _posted_params(request, form_class) -> dict:

@@ -30,8 +30,8 @@ LOSS_TYPES = ["grpo", "dapo", "dr_grpo", "bnpo"]
 
 # What the tiny model needs on a 2-core CPU (benchmarks/RESULTS.md, "R1-Zero in miniature").
 CPU_PRESETS = {
-    "sft": {"learning_rate": 3e-3, "batch_size": 8, "epochs": 1, "max_length": 256, "accelerate_config": "cpu"},
-    "grpo": {"learning_rate": 1e-3, "num_generations": 8, "batch_size": 64, "steps_per_generation": 1,
+    "sft": {"learning_rate": 3e-3, "lr_scheduler": "cosine", "batch_size": 8, "epochs": 1, "max_length": 256, "accelerate_config": "cpu"},
+    "grpo": {"learning_rate": 1e-3, "lr_scheduler": "linear", "loss_type": "dapo", "num_generations": 8, "batch_size": 64, "steps_per_generation": 1,
              "max_completion_length": 64, "max_steps": 300, "beta": 0.0, "epsilon": 0.2, "temperature": 1.0,
              "accelerate_config": "cpu"},
 }
@@ -45,6 +45,9 @@ class TrainingForm(forms.Form):
     learning_rate = forms.FloatField(min_value=0.0, max_value=1.0)
     max_steps = forms.IntegerField(min_value=1, required=False)
     batch_size = forms.IntegerField(min_value=1, help_text="Sequences per optimizer step, over all processes")
+    lr_scheduler = forms.ChoiceField(choices=[(s, s) for s in ("constant_with_warmup", "cosine", "linear")],
+                                     initial="constant_with_warmup")
+    warmup_steps = forms.IntegerField(initial=0, min_value=0)
     save_steps = forms.IntegerField(initial=100, min_value=0, help_text="Checkpoint every N steps (0: only the end)")
     seed = forms.IntegerField(initial=0)
     use_lora = forms.BooleanField(required=False, initial=False, label="LoRA")
@@ -129,6 +132,8 @@ class GRPOParamsForm(TrainingForm):
     top_p = forms.FloatField(initial=1.0, min_value=0.01, max_value=1.0)
     use_vllm = forms.BooleanField(required=False, help_text="Generate with vLLM (GPU workers)")
     stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.R1_ZERO)
+
+    clean_template = SamplingForm.clean_template
 
     def clean(self):
         data = super().clean()

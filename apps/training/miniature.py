@@ -5,7 +5,10 @@ held-out pass@1 before and after, each step a real job on the worker.
 2. SFT job: worked answers in the R1-Zero format (`<think> 12 + 5 = 17 </think> <answer> 17 </answer>`).
 3. Evaluation job on held-out problems: pass@1 before.
 4. GRPO job on other problems with the r1-zero-math recipe (accuracy + format), every completion stored.
-5. Evaluation job on the same held-out problems: pass@1 after.
+5. Evaluation jobs on the same held-out problems: pass@1 after.
+
+pass@1 is measured at the temperature GRPO samples at (1.0) and at the report's evaluation
+temperature (0.6); benchmarks/RESULTS.md has both, and what each shows.
 
 The task is one-step arithmetic word problems ("Ana has 12 apples. Then Ana gets 5 more. ..."):
 the short SFT leaves the model able to solve some of them some of the time, which is what GRPO
@@ -37,6 +40,8 @@ class MiniatureConfig:
     heldout: int = 200
     train_prompts: int = 4000
     eval_samples: int = 4  # pass@1 is the mean over these samples per prompt
+    # GRPO samples at temperature 1 (as the report's RL does); the report evaluates at 0.6.
+    eval_temperatures: tuple = (1.0, 0.6)
     seed: int = 0
     name: str = "miniature"
 
@@ -60,31 +65,38 @@ def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user
 
     sft = step("sft", {
         "model_version": base.pk, "dataset_version": format_version.pk, "format": "r1_zero", "stage": "cold_start",
-        "max_steps": config.sft_steps, "batch_size": 8, "learning_rate": 3e-3, "max_length": 256, "save_steps": 0,
+        "max_steps": config.sft_steps, "batch_size": 8, "learning_rate": 3e-3,
+        "lr_scheduler": "cosine", "warmup_steps": config.sft_steps // 10, "max_length": 256, "save_steps": 0,
         "seed": config.seed, "output_name": f"{config.name}-format-sft",
     }, "SFT on the answer format")
     formatted = ModelVersion.objects.get(pk=sft.result["model_version"])
-    evaluate = {"dataset": heldout.pk, "n": config.eval_samples, "pass_k": config.eval_samples,
-                "temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "batch_size": 50, "seed": config.seed}
-    before = step("evaluate", evaluate | {"model_version": formatted.pk}, "held-out pass@1 before GRPO")
+
+    def evaluate(model, when):
+        return {temperature: step("evaluate", {
+            "model_version": model.pk, "dataset": heldout.pk, "n": config.eval_samples, "pass_k": config.eval_samples,
+            "temperature": temperature, "top_p": 1.0 if temperature == 1.0 else 0.95, "max_tokens": 64,
+            "batch_size": 50, "seed": config.seed,
+        }, f"held-out pass@1 at temperature {temperature} {when} GRPO") for temperature in config.eval_temperatures}
+
+    before = evaluate(formatted, "before")
     grpo = step("grpo", {
         "model_version": formatted.pk, "dataset": train.pk, "recipe": RewardRecipe.latest("r1-zero-math").pk,
         "stage": "reasoning_rl", "max_steps": config.grpo_steps, "batch_size": 64, "num_generations": 8,
         "steps_per_generation": 1, "max_completion_length": 64, "learning_rate": 1e-3, "beta": 0.0, "epsilon": 0.2,
-        "loss_type": "grpo", "temperature": 1.0, "top_p": 1.0, "save_steps": 100, "seed": config.seed,
+        # Decaying to zero: at a constant 1e-3 the tiny model's accuracy collapsed (benchmarks/RESULTS.md).
+        "loss_type": "dapo", "lr_scheduler": "linear", "temperature": 1.0, "top_p": 1.0, "save_steps": 100, "seed": config.seed,
         "output_name": f"{config.name}-grpo",
     }, "GRPO")
     trained = ModelVersion.objects.get(pk=grpo.result["model_version"])
-    after = step("evaluate", evaluate | {"model_version": trained.pk}, "held-out pass@1 after GRPO")
-    figures = {
-        "pass@1 before": Evaluation.objects.get(job=before).metrics["pass@1"],
-        "pass@1 after": Evaluation.objects.get(job=after).metrics["pass@1"],
+    after = evaluate(trained, "after")
+    pass_at_1 = {t: (Evaluation.objects.get(job=before[t]).metrics["pass@1"],
+                     Evaluation.objects.get(job=after[t]).metrics["pass@1"]) for t in config.eval_temperatures}
+    return run | {
+        "pass@1": pass_at_1,  # temperature → (before, after)
         "minutes": round((time.monotonic() - started) / 60, 1),
-        "jobs": [sft.pk, before.pk, grpo.pk, after.pk],
+        "jobs": {"sft": sft.pk, "grpo": grpo.pk, "evaluations": [j.pk for j in (*before.values(), *after.values())]},
         "curves": curve_summary(grpo),
     }
-    figures["ratio"] = figures["pass@1 after"] / figures["pass@1 before"] if figures["pass@1 before"] else None
-    return run | figures
 
 
 def curve_summary(job: Job, points: int = 6) -> list[dict]:

@@ -28,6 +28,7 @@ from apps.datasets.models import DatasetVersion, Prompt
 from apps.jobs.runner import JobCancelled
 from apps.rollouts.generation import completion_fields, template_text
 from apps.rollouts.models import RewardRecipe, Rollout
+from apps.training.forms import sft_steps, training_processes
 from apps.training.models import ModelVersion, StepMetric
 from workers.generation.templates import render
 from workers.rewards.recipes import rollout_columns
@@ -112,8 +113,6 @@ def _launch(run: Run, config_name: str) -> subprocess.Popen:
 def _launch_overrides(config_name: str) -> list[str]:
     if config_name in ("cpu", "single_gpu"):
         return []
-    from apps.training.forms import training_processes
-
     args = ["--num_processes", str(training_processes(config_name))]
     if config_name == "multi_node":
         node = settings.TRAINING_NODE
@@ -243,8 +242,6 @@ def _grpo_rows(params: dict):
 
 
 def _spec(job, params: dict, run: Run, rows: int, resume) -> dict:
-    from apps.training.forms import sft_steps, training_processes
-
     model = ModelVersion.objects.get(pk=params["model_version"])
     processes = training_processes(params["accelerate_config"])
     spec = {
@@ -256,6 +253,8 @@ def _spec(job, params: dict, run: Run, rows: int, resume) -> dict:
         "final_dir": str(run.final),
         "resume_from": str(resume[1]) if resume else None,
         "learning_rate": params["learning_rate"],
+        "lr_scheduler": params["lr_scheduler"],
+        "warmup_steps": params["warmup_steps"],
         "per_device_batch_size": params["batch_size"] // processes,
         "save_steps": params["save_steps"],
         "seed": params["seed"],

@@ -22,10 +22,10 @@ class Command(BaseCommand):
                                  heldout=opts["heldout"], seed=opts["seed"], name=opts["name"])
         result = run_miniature(settings.STORAGE_ROOT / "models", config, log=self.stdout.write)
         self.stdout.write(f"\nR1-Zero in miniature ({result['minutes']} min, jobs {result['jobs']}):")
-        self.stdout.write(f"  held-out pass@1 before GRPO  {result['pass@1 before']:.3f}")
-        self.stdout.write(f"  held-out pass@1 after GRPO   {result['pass@1 after']:.3f}")
-        if result["ratio"]:
-            self.stdout.write(f"  ratio                        {result['ratio']:.2f}x")
+        self.stdout.write("  held-out pass@1   temperature   before GRPO   after GRPO   ratio")
+        for temperature, (before, after) in result["pass@1"].items():
+            ratio = f"{after / before:.2f}x" if before else "-"
+            self.stdout.write(f"                   {temperature:>11}   {before:>11.3f}   {after:>10.3f}   {ratio:>5}")
         self.stdout.write("  GRPO curve (step, reward, accuracy, mean length in tokens):")
         for point in result["curves"]:
             self.stdout.write("    {step:>5}  {reward:.3f}  {accuracy:.3f}  {length:.1f}".format(**point))
