@@ -27,6 +27,8 @@ def sample_url(name, pattern):
         kwargs["name"] = "gsm-mini"
     if "<int:pk>" in pattern:
         kwargs["pk"] = 1
+    if "<slug:kind>" in pattern:
+        kwargs["kind"] = "grpo"
     if "<uidb64>" in pattern:
         kwargs = {"uidb64": "x", "token": "y"}
     return reverse(name, kwargs=kwargs)

@@ -99,7 +99,7 @@ class TestLaunchPage:
         assert float(values["learning_rate"]) == preset["learning_rate"]
         assert float(values["beta"]) == preset["beta"]
         assert values["accelerate_config"] == "cpu"
-        assert values["loss_type"] == "grpo"  # a field the preset leaves alone keeps its default
+        assert values["top_p"] == "1.0"  # a field the preset leaves alone keeps its default
 
     def test_get_parameters_prefill_fields(self, admin_client, model):
         values = form_values(admin_client.get(
