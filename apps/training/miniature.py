@@ -26,6 +26,7 @@ from apps.datasets.versions import freeze_version
 from apps.jobs import kinds
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
+from apps.training.forms import CPU_PRESETS
 from apps.training.models import Evaluation, ModelVersion, StepMetric
 from workers.generation.tiny import build_tiny_model, worked_completion
 from workers.synthetic import arithmetic_dataset
@@ -63,10 +64,9 @@ def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user
         log(f"{label}: done in {(job.finished_at - job.started_at).total_seconds():.0f} s")
         return job
 
-    sft = step("sft", {
+    sft = step("sft", tiny_model_preset("sft") | {
         "model_version": base.pk, "dataset_version": format_version.pk, "format": "r1_zero", "stage": "cold_start",
-        "max_steps": config.sft_steps, "batch_size": 8, "learning_rate": 3e-3,
-        "lr_scheduler": "cosine", "warmup_steps": config.sft_steps // 10, "max_length": 256, "save_steps": 0,
+        "max_steps": config.sft_steps, "warmup_steps": config.sft_steps // 10, "save_steps": 0,
         "seed": config.seed, "output_name": f"{config.name}-format-sft",
     }, "SFT on the answer format")
     formatted = ModelVersion.objects.get(pk=sft.result["model_version"])
@@ -79,13 +79,10 @@ def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user
         }, f"held-out pass@1 at temperature {temperature} {when} GRPO") for temperature in config.eval_temperatures}
 
     before = evaluate(formatted, "before")
-    grpo = step("grpo", {
+    grpo = step("grpo", tiny_model_preset("grpo") | {
         "model_version": formatted.pk, "dataset": train.pk, "recipe": RewardRecipe.latest("r1-zero-math").pk,
-        "stage": "reasoning_rl", "max_steps": config.grpo_steps, "batch_size": 64, "num_generations": 8,
-        "steps_per_generation": 1, "max_completion_length": 64, "learning_rate": 1e-3, "beta": 0.0, "epsilon": 0.2,
-        # Decaying to zero: at a constant 1e-3 the tiny model's accuracy collapsed (benchmarks/RESULTS.md).
-        "loss_type": "dapo", "lr_scheduler": "linear", "temperature": 1.0, "top_p": 1.0, "save_steps": 100, "seed": config.seed,
-        "output_name": f"{config.name}-grpo",
+        "stage": "reasoning_rl", "max_steps": config.grpo_steps, "top_p": 1.0, "save_steps": 100,
+        "seed": config.seed, "output_name": f"{config.name}-grpo",
     }, "GRPO")
     trained = ModelVersion.objects.get(pk=grpo.result["model_version"])
     after = evaluate(trained, "after")
@@ -97,6 +94,12 @@ def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user
         "jobs": {"sft": sft.pk, "grpo": grpo.pk, "evaluations": [j.pk for j in (*before.values(), *after.values())]},
         "curves": curve_summary(grpo),
     }
+
+
+def tiny_model_preset(kind: str) -> dict:
+    """The launch form's CPU preset for the tiny model (a linearly decaying GRPO LR: at a constant
+    1e-3 its accuracy collapsed, benchmarks/RESULTS.md), but where it runs is the worker's default."""
+    return {k: v for k, v in CPU_PRESETS[kind].items() if k != "accelerate_config"}
 
 
 def curve_summary(job: Job, points: int = 6) -> list[dict]:

@@ -65,7 +65,7 @@ def run_training(ctx) -> dict:
     if job.attempts <= 1:  # a first attempt: anything here is stale (a database reset reuses job ids)
         shutil.rmtree(run.dir, ignore_errors=True)
     run.checkpoints.mkdir(parents=True, exist_ok=True)
-    sink = EventSink(ctx)
+    sink = EventSink(ctx, run)
     resume = _resume_point(ctx, run, sink)
     rows = _write_data(job.kind, params, run.data)
     spec = _spec(job, params, run, rows, resume)
@@ -113,13 +113,12 @@ def _launch(run: Run, config_name: str) -> subprocess.Popen:
 def _launch_overrides(config_name: str) -> list[str]:
     if config_name in ("cpu", "single_gpu"):
         return []
-    args = ["--num_processes", str(training_processes(config_name))]
-    if config_name == "multi_node":
-        node = settings.TRAINING_NODE
-        args = ["--num_processes", str(training_processes(config_name) * node["machines"]),
-                "--num_machines", str(node["machines"]), "--machine_rank", str(node["rank"]),
-                "--main_process_ip", node["main_ip"], "--main_process_port", str(node["main_port"])]
-    return args
+    if config_name != "multi_node":
+        return ["--num_processes", str(training_processes(config_name))]
+    node = settings.TRAINING_NODE
+    return ["--num_processes", str(training_processes(config_name) * node["machines"]),
+            "--num_machines", str(node["machines"]), "--machine_rank", str(node["rank"]),
+            "--main_process_ip", node["main_ip"], "--main_process_port", str(node["main_port"])]
 
 
 def kill_tree(process: subprocess.Popen) -> None:
@@ -277,11 +276,11 @@ def _spec(job, params: dict, run: Run, rows: int, resume) -> dict:
 class EventSink:
     """Writes what the trainer reports to the database; every write is idempotent (a retry reads again)."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, run: Run):
         self.ctx = ctx
         self.job = ctx.job
         self.params = ctx.params
-        self.reader = EventReader(Run(ctx.job).dir)
+        self.reader = EventReader(run.dir)
         self.final: ModelVersion | None = None
         self.checkpoints = 0
         self.input_model = ModelVersion.objects.get(pk=self.params["model_version"])

@@ -65,10 +65,9 @@ def _common_args(spec: dict) -> dict:
         output_dir=spec["checkpoint_dir"],
         max_steps=spec["max_steps"],
         per_device_train_batch_size=spec["per_device_batch_size"],
-        gradient_accumulation_steps=spec.get("gradient_accumulation_steps", 1),
         learning_rate=spec["learning_rate"],
-        lr_scheduler_type=spec.get("lr_scheduler", "constant_with_warmup"),
-        warmup_steps=spec.get("warmup_steps", 0),
+        lr_scheduler_type=spec["lr_scheduler"],
+        warmup_steps=spec["warmup_steps"],
         logging_steps=1,  # every step's metrics: the curves are per step
         save_strategy="steps" if spec.get("save_steps") else "no",
         save_steps=spec.get("save_steps") or 500,
@@ -76,10 +75,10 @@ def _common_args(spec: dict) -> dict:
         report_to="none",
         disable_tqdm=True,
         # The CPU settings ML-NOTES measured: without bf16=False it runs bf16 autocast, 4x slower,
-        # and TRL turns activation checkpointing on by default.
+        # and TRL turns activation checkpointing on by default (the tiny and small models need none).
         use_cpu=not on_gpu,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        activation_checkpointing=on_gpu and spec.get("activation_checkpointing", False),
+        activation_checkpointing=False,
         dataloader_pin_memory=on_gpu,
     )
 
