@@ -1,7 +1,9 @@
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from apps.core.hashing import content_hash
+from apps.core.search import search_vector
 
 
 class Dataset(models.Model):
@@ -37,7 +39,10 @@ class Prompt(models.Model):
             # Re-importing the same file never doubles a prompt.
             models.UniqueConstraint(fields=["dataset", "content_hash"], name="prompt_unique_in_dataset"),
         ]
-        indexes = [models.Index(fields=["dataset", "domain"], name="prompt_dataset_domain")]
+        indexes = [
+            models.Index(fields=["dataset", "domain"], name="prompt_dataset_domain"),
+            GinIndex(search_vector("question"), name="prompt_question_search"),  # Postgres only
+        ]
 
     def __str__(self):
         return self.question[:80]

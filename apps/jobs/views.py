@@ -111,3 +111,21 @@ def job_preview(request, kind):
     if context["valid"] and hasattr(form, "preview"):
         context["preview"] = form.preview()
     return render(request, "jobs/_preview.html", context)
+
+
+def job_dashboard(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def job_dashboard_data(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def job_dashboard_csv(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")

@@ -23,6 +23,7 @@ from workers.generation.templates import BUILT_IN, render
 from workers.rewards.extract import split_completion
 from workers.rewards.pool import ScoringPool
 from workers.rewards.recipes import rollout_columns
+from workers.rewards.shape import shape_flags
 
 REFLECTION_WORDS = ("wait", "re-check", "recheck", "alternatively", "let me check", "double-check")
 
@@ -145,8 +146,10 @@ def _fits_context(backend, prompts, template, stats) -> list[tuple[Prompt, objec
 def completion_fields(text: str, reasoning: str | None = None) -> dict:
     """The Rollout columns derived from a completion's text (reasoning given apart by some APIs)."""
     think, answer = split_completion(text)
-    return {"reasoning": reasoning or think, "answer": answer, "length_chars": len(text),
-            "has_reflection": any(word in text.lower() for word in REFLECTION_WORDS)}
+    reasoning = reasoning or think
+    return {"reasoning": reasoning, "answer": answer, "length_chars": len(text),
+            "has_reflection": any(word in text.lower() for word in REFLECTION_WORDS),
+            "shape_flags": shape_flags(text, reasoning, answer)}
 
 
 def _generate_with_retries(backend, rendered, sampling, stats, retries: int, ctx):

@@ -1,4 +1,7 @@
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+
+from apps.core.search import search_vector
 
 
 class Rollout(models.Model):
@@ -52,6 +55,9 @@ class Rollout(models.Model):
     language_consistency = models.FloatField(null=True, blank=True)
     length_chars = models.PositiveIntegerField(default=0)
     has_reflection = models.BooleanField(default=False)
+    shape_flags = models.PositiveSmallIntegerField(
+        default=0, help_text="Bits of workers.rewards.shape: short reasoning, repeated text, outside the template"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -66,6 +72,8 @@ class Rollout(models.Model):
             models.Index(fields=["job", "total_reward", "id"], name="rollout_job_reward"),
             models.Index(fields=["model_version", "id"], name="rollout_model_recent"),
             models.Index(fields=["prompt", "model_version"], name="rollout_prompt_model"),
+            # Postgres only (migration 0006); SQLite searches with LIKE.
+            GinIndex(search_vector("completion"), name="rollout_completion_search"),
         ]
 
     def __str__(self):

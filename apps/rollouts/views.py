@@ -14,3 +14,33 @@ def rollout_list(request):
     except ValueError:
         return render(request, "error.html", {"message": "job and after must be numbers"}, status=400)
     return render(request, "rollouts/list.html", {"page": page, "job": job})
+
+
+def rollout_count(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def rollout_detail(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def rollout_raw(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def rollout_group(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def rollout_diff(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")

@@ -16,3 +16,15 @@ def pipeline(request, pk):
     if root.pk != version.pk:
         return redirect("pipeline", pk=root.pk)
     return render(request, "training/pipeline.html", {"base": root, "stages": pipeline_for(root)})
+
+
+def evaluation_list(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")
+
+
+def evaluation_compare(request, pk=None):  # placeholder until the page lands
+    from django.http import Http404
+
+    raise Http404("not built yet")

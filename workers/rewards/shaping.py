@@ -77,12 +77,18 @@ def repetition_penalty(sample: Sample, *, ngram: int = 3, max_penalty: float = -
     """
     if max_penalty > 0:
         raise ValueError(f"max_penalty must be <= 0, not {max_penalty}")
-    words = sample.completion[-MAX_SCAN_CHARS:].lower().split()
-    total = len(words) - ngram + 1
+    repeated_share, total = repeated_ngram_share(sample.completion, ngram)
     if total <= 0:
         return Reward(0.0, {"ngrams": 0, "reason": f"fewer than {ngram} words"})
-    distinct = len(set(zip(*(words[i:] for i in range(ngram)))))
-    repeated_share = 1.0 - distinct / total
     value = repeated_share * max_penalty if repeated_share else 0.0  # not -0.0
-    return Reward(value,
-                  {"ngrams": total, "distinct": distinct, "repeated_share": round(repeated_share, 4)})
+    return Reward(value, {"ngrams": total, "repeated_share": round(repeated_share, 4)})
+
+
+def repeated_ngram_share(text: str, ngram: int) -> tuple[float, int]:
+    """(1 − distinct / all lower-cased word n-grams, how many n-grams) over the last million characters."""
+    words = text[-MAX_SCAN_CHARS:].lower().split()
+    total = len(words) - ngram + 1
+    if total <= 0:
+        return 0.0, 0
+    distinct = len(set(zip(*(words[i:] for i in range(ngram)))))
+    return 1.0 - distinct / total, total

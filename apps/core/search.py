@@ -1,0 +1,51 @@
+"""Full-text search: a Postgres GIN index over an expression, and LIKE on SQLite.
+
+The index is on `to_tsvector(config, left(field, SEARCH_CHARS))`; a query must
+build the very same expression (`search_vector`) for Postgres to use it.
+"""
+
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection, migrations
+from django.db.models import Q
+from django.db.models.functions import Left
+
+# At most this much of a text is indexed: to_tsvector refuses a vector over 1 MB,
+# and a 5 MB degenerate completion should not cost 5 MB of index.
+SEARCH_CHARS = 100_000
+SEARCH_CONFIG = "english"
+
+
+def search_vector(field: str) -> SearchVector:
+    return SearchVector(Left(field, SEARCH_CHARS), config=SEARCH_CONFIG)
+
+
+def matches(queryset, field: str, query: str):
+    """Rows of `queryset` whose `field` matches `query` (web-search syntax: words, "phrases", -not, or)."""
+    if connection.vendor == "postgresql":
+        alias = f"_search_{field.replace('__', '_')}"
+        return queryset.alias(**{alias: search_vector(field)}).filter(
+            **{alias: SearchQuery(query, search_type="websearch", config=SEARCH_CONFIG)}
+        )
+    return queryset.filter(like_all_words(field, query))
+
+
+def like_all_words(field: str, query: str) -> Q:
+    """The SQLite fallback: every word (quotes and a leading '-' dropped) appears, case-insensitively."""
+    condition = Q()
+    for word in query.replace('"', " ").split():
+        word = word.lstrip("-")
+        if word and word.lower() != "or":
+            condition &= Q(**{f"{field}__icontains": word})
+    return condition
+
+
+class AddIndexOnPostgres(migrations.AddIndex):
+    """AddIndex for a Postgres-only index (GIN): recorded in the model state everywhere, built only on Postgres."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
