@@ -32,9 +32,10 @@ urlpatterns = [
     path("evaluations/compare", training.evaluation_compare, name="evaluation_compare"),
     path("rollouts/", rollouts.rollout_list, name="rollout_list"),
     path("rollouts/count", rollouts.rollout_count, name="rollout_count"),
+    path("rollouts/diff", rollouts.rollout_diff, name="rollout_diff"),
     path("rollouts/<int:pk>/", rollouts.rollout_detail, name="rollout_detail"),
     path("rollouts/<int:pk>/raw", rollouts.rollout_raw, name="rollout_raw"),
     path("rollouts/<int:pk>/group", rollouts.rollout_group, name="rollout_group"),
-    path("rollouts/<int:pk>/diff", rollouts.rollout_diff, name="rollout_diff"),
+
     path("review/", curation.queue_list, name="queue_list"),
 ]

@@ -1,24 +1,55 @@
-"""Keyset pagination on the primary key: page N costs the same as page 1 at any depth."""
+"""Keyset pagination: page N costs the same as page 1 at any depth.
+
+A page ends with a cursor naming the last row (its sort value and id); the next
+page is the rows strictly after it in sort order, found by an index range scan
+instead of an OFFSET that reads and throws away every row before it.
+"""
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 
 @dataclass
 class KeysetPage:
     items: list
-    next_after: int | None  # pass as ?after= for the next page
+    next_after: str | None  # pass as ?after= for the next page
 
 
-def keyset_page(queryset: QuerySet, after: str | None, per_page: int = 50) -> KeysetPage:
-    """Newest first (descending id); `after` is the last id of the previous page."""
+def keyset_page(
+    queryset: QuerySet, after: str | None, per_page: int = 50, field: str | None = None, descending: bool = True
+) -> KeysetPage:
+    """Rows ordered by (`field`, id), or by id alone; `after` is the previous page's `next_after`.
+
+    A field sort leaves out rows whose field is null: they have no place in the order.
+    """
+    if field:
+        queryset = queryset.filter(**{f"{field}__isnull": False})
     if after:
-        try:
-            queryset = queryset.filter(pk__lt=int(after))
-        except ValueError:
-            raise ValueError(f"'after' must be a row id, got {after!r}") from None
-    items = list(queryset.order_by("-pk")[: per_page + 1])
+        queryset = queryset.filter(_after(after, field, descending))
+    direction = "-" if descending else ""
+    order = [f"{direction}{field}", f"{direction}pk"] if field else [f"{direction}pk"]
+    items = list(queryset.order_by(*order)[: per_page + 1])
     has_more = len(items) > per_page
     items = items[:per_page]
-    return KeysetPage(items=items, next_after=items[-1].pk if has_more else None)
+    return KeysetPage(items=items, next_after=_cursor(items[-1], field) if has_more else None)
+
+
+def _cursor(row, field: str | None) -> str:
+    return f"{getattr(row, field)!r}~{row.pk}" if field else str(row.pk)
+
+
+def _after(after: str, field: str | None, descending: bool) -> Q:
+    """Rows after the cursor. `value <= v` (not only the OR) gives Postgres a bound for its index scan."""
+    past, up_to = ("lt", "lte") if descending else ("gt", "gte")
+    if not field:
+        try:
+            return Q(**{f"pk__{past}": int(after)})
+        except ValueError:
+            raise ValueError(f"'after' must be a row id, got {after!r}") from None
+    try:
+        value_text, pk_text = after.rsplit("~", 1)
+        value, pk = float(value_text), int(pk_text)
+    except ValueError:
+        raise ValueError(f"'after' must be a cursor from the previous page, got {after!r}") from None
+    return Q(**{f"{field}__{up_to}": value}) & (Q(**{f"{field}__{past}": value}) | Q(**{field: value, f"pk__{past}": pk}))

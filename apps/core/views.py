@@ -3,20 +3,10 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 
+from apps.core.counting import estimated_count
 from apps.datasets.models import Dataset
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
-
-
-def estimated_count(model) -> int:
-    """Postgres keeps a row estimate; an exact COUNT(*) over millions of rollouts is slow."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
-            row = cursor.fetchone()
-        if row and row[0] >= 0:
-            return row[0]
-    return model.objects.count()
 
 
 def home(request):

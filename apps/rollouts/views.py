@@ -1,46 +1,108 @@
-from django.shortcuts import render
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, render
 
-from apps.core.pagination import keyset_page
+from apps.core.counting import fast_count
+from apps.curation.models import Annotation
+from apps.rollouts import groups
+from apps.rollouts.browse import RolloutFilterForm
 from apps.rollouts.models import Rollout
+from apps.rollouts.rendering import render_markdown, shown_text
+from workers.rewards.shape import flag_labels
+
+RAW_FIELDS = ("completion", "reasoning", "answer", "prompt_text")
+OTHER_CHECKPOINTS = 20
 
 
 def rollout_list(request):
-    rollouts = Rollout.objects.select_related("prompt", "job")
-    job = request.GET.get("job", "")
+    form = RolloutFilterForm(request.GET)
+    context = {"form": form, "query": _query_without(request.GET, "after")}
+    if not form.is_valid():
+        return render(request, "rollouts/list.html", context, status=400)
     try:
-        if job:
-            rollouts = rollouts.filter(job_id=int(job))
-        page = keyset_page(rollouts, request.GET.get("after"))
+        context["page"] = form.page(request.GET.get("after"))
+    except ValueError as exc:
+        context["bad_cursor"] = str(exc)
+        return render(request, "rollouts/list.html", context, status=400)
+    context["first_page"] = not request.GET.get("after")
+    template = "rollouts/_results.html" if request.htmx else "rollouts/list.html"
+    return render(request, template, context)
+
+
+def rollout_count(request):
+    form = RolloutFilterForm(request.GET)
+    if not form.is_valid():
+        return HttpResponse("", status=400)
+    return render(request, "rollouts/_count.html", {"count": fast_count(form.rollouts(), form.is_filtered())})
+
+
+def rollout_detail(request, pk):
+    rollout = get_object_or_404(Rollout.objects.select_related("prompt__dataset", "job", "model_version"), pk=pk)
+    others = (
+        Rollout.objects.filter(prompt_id=rollout.prompt_id).exclude(pk=rollout.pk)
+        .exclude(model_version_id=rollout.model_version_id).select_related("model_version")
+        .only("job_id", "step", "total_reward", "is_correct", "model_version__name", "model_version__step")
+        .order_by("-pk")[:OTHER_CHECKPOINTS]
+    )
+    annotations = Annotation.objects.filter(item__rollout=rollout).select_related("annotator", "item__queue")
+    context = {
+        "rollout": rollout,
+        "prompt": render_markdown(rollout.prompt_text or rollout.prompt.question),
+        "reasoning": render_markdown(rollout.reasoning),
+        "answer": render_markdown(rollout.answer),
+        "completion": shown_text(rollout.completion),
+        "components": _components(rollout.rewards),
+        "flags": flag_labels(rollout.shape_flags),
+        "others": others,
+        "annotations": annotations,
+    }
+    return render(request, "rollouts/detail.html", context)
+
+
+def rollout_raw(request, pk):
+    """One text field of a rollout in full, as plain text: the way to see past the page's cut."""
+    field = request.GET.get("field", "completion")
+    if field not in RAW_FIELDS:
+        return HttpResponse(f"field must be one of {', '.join(RAW_FIELDS)}", status=400, content_type="text/plain")
+    text = get_object_or_404(Rollout.objects.values_list(field, flat=True), pk=pk)
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+def rollout_group(request, pk):
+    rollout = get_object_or_404(Rollout.objects.select_related("prompt", "job"), pk=pk)
+    members = groups.group_of(rollout)
+    for member in members:
+        member.shown_answer = render_markdown(member.answer)
+        member.shown_completion = shown_text(member.completion)[0][:3000]
+        member.component_list = _components(member.rewards)
+    return render(request, "rollouts/group.html", {"rollout": rollout, "members": members})
+
+
+def rollout_diff(request):
+    try:
+        old, new = (int(request.GET.get(name, "")) for name in ("a", "b"))
     except ValueError:
-        return render(request, "error.html", {"message": "job and after must be numbers"}, status=400)
-    return render(request, "rollouts/list.html", {"page": page, "job": job})
+        return render(request, "error.html", {"message": "a and b must be rollout ids"}, status=400)
+    old, new = get_object_or_404(Rollout, pk=old), get_object_or_404(Rollout, pk=new)
+    context = {"old": old, "new": new, "diff": groups.word_diff(old.completion, new.completion)}
+    return render(request, "rollouts/_diff.html" if request.htmx else "rollouts/diff.html", context)
 
 
-def rollout_count(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
-
-
-def rollout_detail(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
-
-
-def rollout_raw(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
+def _components(rewards: dict) -> list[dict]:
+    """The reward breakdown as rows: name, value, weight, weighted value and the component's own details."""
+    rows = []
+    for name, component in sorted(rewards.items()):
+        if not isinstance(component, dict):
+            component = {"value": component}
+        value, weight = component.get("value"), component.get("weight", 1.0)
+        weighted = value * weight if isinstance(value, int | float) and isinstance(weight, int | float) else None
+        details = component.get("details") or {}
+        rows.append({"name": name, "value": value, "weight": weight, "weighted": weighted,
+                     "details": details if isinstance(details, dict) else {"details": details}})
+    return rows
 
 
-def rollout_group(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
-
-
-def rollout_diff(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
+def _query_without(params, *names) -> str:
+    params = params.copy()
+    for name in names:
+        params.pop(name, None)
+    return params.urlencode()

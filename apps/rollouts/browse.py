@@ -1,0 +1,129 @@
+"""The rollout browser's filters: a GET form (the URL is the shareable state) turned into one queryset.
+
+Every filter is optional. Search uses the GIN full-text indexes on Postgres
+(question through the prompt, completion on the rollout) and LIKE on SQLite.
+"""
+
+from django import forms
+from django.db.models import Exists, FloatField, OuterRef, Q
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast, Left
+
+from apps.core import search
+from apps.core.pagination import keyset_page
+from apps.curation.models import Annotation
+from apps.datasets.models import Dataset, Prompt
+from apps.rollouts.models import Rollout
+from apps.training.models import ModelVersion
+
+PER_PAGE = 50
+# A search matching more prompts than this is still right, only slower (a subquery instead of an id list).
+MAX_PROMPT_IDS = 1000
+
+LIST_COLUMNS = ["job_id", "prompt_id", "model_version_id", "step", "group", "sample_index", "total_reward",
+                "is_correct", "format_ok", "language_consistency", "length_chars", "completion_tokens",
+                "finish_reason", "has_reflection", "shape_flags", "created_at"]
+SORTS = {
+    "newest": (None, True),
+    "oldest": (None, False),
+    "reward": ("total_reward", True),
+    "reward_asc": ("total_reward", False),
+    "length": ("length_chars", True),
+    "length_asc": ("length_chars", False),
+}
+SORT_CHOICES = [
+    ("newest", "newest"), ("oldest", "oldest"), ("reward", "reward, high first"), ("reward_asc", "reward, low first"),
+    ("length", "longest"), ("length_asc", "shortest"),
+]
+YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
+
+
+class RolloutFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search", help_text="question and completion")
+    dataset = forms.ModelChoiceField(Dataset.objects.order_by("name"), required=False, to_field_name="name")
+    model = forms.ModelChoiceField(ModelVersion.objects.order_by("-pk"), required=False, label="Model version")
+    job = forms.IntegerField(required=False, min_value=1)
+    prompt = forms.IntegerField(required=False, min_value=1)
+    step_min = forms.IntegerField(required=False, min_value=0)
+    step_max = forms.IntegerField(required=False, min_value=0)
+    correct = forms.ChoiceField(choices=YES_NO, required=False)
+    format_ok = forms.ChoiceField(choices=YES_NO, required=False, label="Format ok")
+    reward_min = forms.FloatField(required=False)
+    reward_max = forms.FloatField(required=False)
+    component = forms.SlugField(required=False, max_length=64, help_text="a reward component, e.g. math_accuracy")
+    component_min = forms.FloatField(required=False)
+    component_max = forms.FloatField(required=False)
+    language_min = forms.FloatField(required=False, min_value=0, max_value=1, label="Language consistency ≥")
+    length_min = forms.IntegerField(required=False, min_value=0, label="Length ≥ (chars)")
+    length_max = forms.IntegerField(required=False, min_value=0, label="Length ≤ (chars)")
+    finish = forms.ChoiceField(choices=[("", "any")] + Rollout.FinishReason.choices, required=False)
+    reflection = forms.ChoiceField(choices=YES_NO, required=False, help_text="wait, re-check, alternatively…")
+    annotated = forms.ChoiceField(choices=YES_NO, required=False)
+    sort = forms.ChoiceField(choices=SORT_CHOICES, required=False)
+
+    def clean(self):
+        data = super().clean()
+        for low, high in (("step_min", "step_max"), ("reward_min", "reward_max"),
+                          ("component_min", "component_max"), ("length_min", "length_max")):
+            if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
+                self.add_error(high, f"must be at least {low.replace('_', ' ')} ({data[low]})")
+        if (data.get("component_min") is not None or data.get("component_max") is not None) and not data.get(
+            "component"
+        ):
+            self.add_error("component", "name the reward component the range applies to")
+        return data
+
+    def is_filtered(self) -> bool:
+        return any(value not in (None, "") for name, value in self.cleaned_data.items() if name != "sort")
+
+    def rollouts(self):
+        """The filtered queryset (unordered: the page applies the sort)."""
+        data = self.cleaned_data
+        rollouts = Rollout.objects.all()
+        exact = {"job_id": data["job"], "prompt_id": data["prompt"], "model_version": data["model"],
+                 "step__gte": data["step_min"], "step__lte": data["step_max"],
+                 "total_reward__gte": data["reward_min"], "total_reward__lte": data["reward_max"],
+                 "language_consistency__gte": data["language_min"],
+                 "length_chars__gte": data["length_min"], "length_chars__lte": data["length_max"],
+                 "finish_reason": data["finish"] or None}
+        rollouts = rollouts.filter(**{name: value for name, value in exact.items() if value is not None})
+        for name, column in (("correct", "is_correct"), ("format_ok", "format_ok"), ("reflection", "has_reflection")):
+            if data[name]:
+                rollouts = rollouts.filter(**{column: data[name] == "yes"})
+        if data["dataset"]:
+            rollouts = rollouts.filter(prompt__dataset=data["dataset"])
+        if data["component"]:
+            rollouts = _component_range(rollouts, data["component"], data["component_min"], data["component_max"])
+        if data["annotated"]:
+            annotated = Exists(Annotation.objects.filter(item__rollout=OuterRef("pk")))
+            rollouts = rollouts.filter(annotated if data["annotated"] == "yes" else ~annotated)
+        if data["q"].strip():
+            rollouts = _search(rollouts, data["q"].strip())
+        return rollouts
+
+    def page(self, after: str | None, per_page: int = PER_PAGE):
+        field, descending = SORTS[self.cleaned_data["sort"] or "newest"]
+        # A row shows the start of each text: 50 rows of 5 MB completions must not cross the wire.
+        rollouts = self.rollouts().only(*LIST_COLUMNS).annotate(
+            question_start=Left("prompt__question", 200), answer_start=Left("answer", 120),
+            completion_start=Left("completion", 300),
+        )
+        return keyset_page(rollouts, after, per_page, field=field, descending=descending)
+
+
+def _component_range(rollouts, component: str, low, high):
+    value = Cast(KeyTextTransform("value", KeyTransform(component, "rewards")), FloatField())
+    rollouts = rollouts.alias(component_value=value).filter(component_value__isnull=False)
+    if low is not None:
+        rollouts = rollouts.filter(component_value__gte=low)
+    if high is not None:
+        rollouts = rollouts.filter(component_value__lte=high)
+    return rollouts
+
+
+def _search(rollouts, query: str):
+    """Completion matches, or the prompt's question matches (as an id list, so Postgres can OR two index scans)."""
+    prompts = search.matches(Prompt.objects.all(), "question", query).values_list("pk", flat=True)
+    prompt_ids = list(prompts[: MAX_PROMPT_IDS + 1])
+    by_question = Q(prompt_id__in=prompt_ids if len(prompt_ids) <= MAX_PROMPT_IDS else prompts)
+    return search.with_vector(rollouts, "completion").filter(search.match("completion", query) | by_question)

@@ -1,0 +1,30 @@
+"""Rollouts with chosen values, written through the real bulk path."""
+
+from apps.core.bulk import bulk_insert
+from apps.datasets.models import Prompt
+from apps.jobs.models import Job
+from apps.rollouts.generation import completion_fields
+from apps.rollouts.models import Rollout
+
+
+def add_prompt(dataset, question, answer="72"):
+    return Prompt.objects.create(dataset=dataset, question=question, reference_answer=answer,
+                                 content_hash=Prompt.hash_for(question, answer, []))
+
+
+def add_rollouts(job: Job, prompt: Prompt, completions, **columns) -> list[Rollout]:
+    """One rollout per completion (sample_index in order); `columns` apply to all, a list value is per rollout."""
+    start = Rollout.objects.filter(job=job, prompt=prompt, step=columns.get("step", 0)).count()
+    rows = []
+    for index, completion in enumerate(completions):
+        row = {"job_id": job.pk, "prompt_id": prompt.pk, "sample_index": start + index, "completion": completion,
+               "prompt_text": f"User: {prompt.question}\nAssistant: <think>", **completion_fields(completion)}
+        for name, value in columns.items():
+            row[name] = value[index] if isinstance(value, list) else value
+        rows.append(row)
+    bulk_insert(Rollout, rows)
+    return list(Rollout.objects.filter(job=job, prompt=prompt).order_by("pk"))[-len(rows):]
+
+
+def solved(answer="72", reasoning="48 clips in April and half as many in May: 48 + 24 = 72."):
+    return f"<think>{reasoning}</think> <answer>{answer}</answer>"
