@@ -1,5 +1,6 @@
 from django.shortcuts import get_object_or_404, redirect, render
 
+from apps.training.comparison import ComparisonError, compare_prompts, evaluation_pair, evaluation_table, metric_rows
 from apps.training.models import ModelVersion
 from apps.training.pipeline import lineage_root, pipeline_for
 
@@ -18,13 +19,17 @@ def pipeline(request, pk):
     return render(request, "training/pipeline.html", {"base": root, "stages": pipeline_for(root)})
 
 
-def evaluation_list(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
+def evaluation_list(request):
+    """Every checkpoint's pass@1 and cons@k per benchmark; ?dataset=<name> keeps one benchmark."""
+    dataset = request.GET.get("dataset", "")
+    return render(request, "training/evaluations.html", {"table": evaluation_table(dataset), "dataset": dataset})
 
-    raise Http404("not built yet")
 
-
-def evaluation_compare(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
+def evaluation_compare(request):
+    """Two evaluations of one benchmark: metrics side by side, then the prompts B fixed and broke."""
+    try:
+        a, b = evaluation_pair(request.GET.get("a"), request.GET.get("b"))
+    except ComparisonError as exc:
+        return render(request, "training/evaluation_compare.html", {"error": str(exc)}, status=exc.status)
+    context = {"a": a, "b": b, "metrics": metric_rows(a, b), "prompts": compare_prompts(a, b)}
+    return render(request, "training/evaluation_compare.html", context)
