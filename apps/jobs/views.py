@@ -1,8 +1,11 @@
+import csv
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
@@ -10,6 +13,7 @@ from django.views.decorators.http import require_POST
 from apps.core.pagination import keyset_page
 from apps.jobs import kinds
 from apps.jobs.models import Job
+from apps.rollouts import dashboard
 from apps.training.forms import CPU_PRESETS
 
 LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name != "import_prompts"]
@@ -113,19 +117,40 @@ def job_preview(request, kind):
     return render(request, "jobs/_preview.html", context)
 
 
-def job_dashboard(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
-
-
-def job_dashboard_data(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
-
-    raise Http404("not built yet")
+def _dashboard_job(request, pk):
+    """The job (404 if missing) and the ?min_reward= override; ValueError says what is wrong with it."""
+    job = get_object_or_404(Job, pk=pk)
+    return job, dashboard.parse_min_reward(request.GET.get("min_reward"))
 
 
-def job_dashboard_csv(request, pk=None):  # placeholder until the page lands
-    from django.http import Http404
+def job_dashboard(request, pk):
+    try:
+        job, min_reward = _dashboard_job(request, pk)
+    except ValueError as exc:
+        return render(request, "error.html", {"message": str(exc)}, status=400)
+    # The override travels on to the JSON the page fetches and to the download links.
+    query = "?" + urlencode({"min_reward": min_reward}) if min_reward is not None else ""
+    context = {"job": job, "data": dashboard.dashboard_data(job, min_reward), "query": query, "min_reward": min_reward}
+    return render(request, "jobs/dashboard.html", context)
 
-    raise Http404("not built yet")
+
+def job_dashboard_data(request, pk):
+    try:
+        job, min_reward = _dashboard_job(request, pk)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse(dashboard.dashboard_data(job, min_reward))
+
+
+def job_dashboard_csv(request, pk):
+    try:
+        job, min_reward = _dashboard_job(request, pk)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+    header, rows = dashboard.series_rows(dashboard.dashboard_data(job, min_reward))
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-dashboard.csv"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response
