@@ -74,7 +74,8 @@ class _Columns:
     """What to write for each concrete field: its column, its default, how to convert a value."""
 
     def __init__(self, model: type[models.Model]):
-        self.fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+        self.fields = [f for f in model._meta.concrete_fields
+                       if not isinstance(f, models.AutoField) and not f.generated]
         self.names = [f.column for f in self.fields]
         self.attnames = [f.attname for f in self.fields]
         now = timezone.now()

@@ -1,7 +1,12 @@
-"""Full-text search: a Postgres GIN index over an expression, and LIKE on SQLite.
+"""Full-text search: Postgres GIN indexes, and LIKE on SQLite.
 
-The index is on `to_tsvector(config, left(field, SEARCH_CHARS))`; a query must
-build the very same expression (`search_vector`) for Postgres to use it.
+Two forms. A small table (prompts) indexes the expression
+`to_tsvector(config, left(field, SEARCH_CHARS))`, and a query builds the very
+same expression (`search_vector`) for Postgres to use the index. The rollout
+table stores the vector in a generated column (`stored_search_vector`) with the
+index on it: Postgres costs a to_tsvector call as cheap, so with an expression
+index it would happily re-parse a kilobyte of text per row while walking the
+table in id order; reading a stored vector costs microseconds.
 """
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
@@ -19,6 +24,24 @@ def search_vector(field: str) -> SearchVector:
     return SearchVector(Left(field, SEARCH_CHARS), config=SEARCH_CONFIG)
 
 
+class StoredSearchVector(SearchVector):
+    """A GeneratedField's expression: the vector on Postgres; SQLite has no to_tsvector, the column stays NULL."""
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return "NULL", []
+
+
+def stored_search_vector(field: str) -> StoredSearchVector:
+    return StoredSearchVector(Left(field, SEARCH_CHARS), config=SEARCH_CONFIG)
+
+
+def match_stored(column: str, text_field: str, query: str) -> Q:
+    """Rows whose stored vector `column` matches; on SQLite, whose `text_field` holds every word."""
+    if connection.vendor != "postgresql":
+        return like_all_words(text_field, query)
+    return Q(**{column: _query(query)})
+
+
 def matches(queryset, field: str, query: str):
     """Rows of `queryset` whose `field` matches `query` (web-search syntax: words, "phrases", -not, or)."""
     return with_vector(queryset, field).filter(match(field, query))
@@ -34,7 +57,11 @@ def with_vector(queryset, field: str):
 def match(field: str, query: str) -> Q:
     if connection.vendor != "postgresql":
         return like_all_words(field, query)
-    return Q(**{_alias(field): SearchQuery(query, search_type="websearch", config=SEARCH_CONFIG)})
+    return Q(**{_alias(field): _query(query)})
+
+
+def _query(query: str) -> SearchQuery:
+    return SearchQuery(query, search_type="websearch", config=SEARCH_CONFIG)
 
 
 def _alias(field: str) -> str:

@@ -126,4 +126,4 @@ def _search(rollouts, query: str):
     prompts = search.matches(Prompt.objects.all(), "question", query).values_list("pk", flat=True)
     prompt_ids = list(prompts[: MAX_PROMPT_IDS + 1])
     by_question = Q(prompt_id__in=prompt_ids if len(prompt_ids) <= MAX_PROMPT_IDS else prompts)
-    return search.with_vector(rollouts, "completion").filter(search.match("completion", query) | by_question)
+    return rollouts.filter(search.match_stored("search", "completion", query) | by_question)

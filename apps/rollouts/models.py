@@ -1,7 +1,8 @@
 from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 
-from apps.core.search import search_vector
+from apps.core.search import stored_search_vector
 
 
 class Rollout(models.Model):
@@ -58,6 +59,10 @@ class Rollout(models.Model):
     shape_flags = models.PositiveSmallIntegerField(
         default=0, help_text="Bits of workers.rewards.shape: short reasoning, repeated text, outside the template"
     )
+    # Full-text search over the completion (apps.core.search); NULL on SQLite.
+    search = models.GeneratedField(
+        expression=stored_search_vector("completion"), output_field=SearchVectorField(), db_persist=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -73,7 +78,7 @@ class Rollout(models.Model):
             models.Index(fields=["model_version", "id"], name="rollout_model_recent"),
             models.Index(fields=["prompt", "model_version"], name="rollout_prompt_model"),
             # Postgres only (migration 0006); SQLite searches with LIKE.
-            GinIndex(search_vector("completion"), name="rollout_completion_search"),
+            GinIndex(fields=["search"], name="rollout_completion_search"),
         ]
 
     def __str__(self):

@@ -1,17 +1,20 @@
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
-from django.db import migrations
-from django.db.models.functions import Left
+from django.contrib.postgres.search import SearchVectorField
+from django.db import migrations, models
 
-from apps.core.search import AddIndexOnPostgres
+from apps.core.search import AddIndexOnPostgres, stored_search_vector
 
 
 class Migration(migrations.Migration):
     dependencies = [("rollouts", "0005_shape_flags")]
 
     operations = [
-        AddIndexOnPostgres(
+        migrations.AddField(
             model_name="rollout",
-            index=GinIndex(SearchVector(Left("completion", 100000), config="english"), name="rollout_completion_search"),
+            name="search",
+            field=models.GeneratedField(
+                db_persist=True, expression=stored_search_vector("completion"), output_field=SearchVectorField()
+            ),
         ),
+        AddIndexOnPostgres(model_name="rollout", index=GinIndex(fields=["search"], name="rollout_completion_search")),
     ]
