@@ -1,6 +1,9 @@
 """A scratch Postgres database for benchmarks, created and migrated on first use."""
 
 import os
+import platform
+import subprocess
+from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/r1bench"
@@ -28,3 +31,26 @@ def setup_django(url: str = DEFAULT_URL) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+
+
+def machine() -> dict:
+    from django.db import connection
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    with connection.cursor() as c:
+        c.execute("SELECT version()")
+        pg = c.fetchone()[0]
+        settings = {}
+        for name in ("shared_buffers", "synchronous_commit", "max_wal_size"):
+            c.execute(f"SHOW {name}")
+            settings[name] = c.fetchone()[0]
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
+    return {"nproc": nproc, "cpu": cpu, "postgres": pg, "pg_settings": settings,
+            "python": platform.python_version()}

@@ -26,9 +26,7 @@ import argparse
 import gc
 import inspect
 import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_db import DEFAULT_URL, setup_django  # noqa: E402
+from bench_db import DEFAULT_URL, machine, setup_django  # noqa: E402
 
 BENCH_DB = "r1bench"
 N_PROMPTS = 1000
@@ -120,29 +118,6 @@ def build_rows(n: int, job_id: int, prompt_ids: list[int]) -> list[dict]:
 
 # --- the benchmark -------------------------------------------------------------------------------
 
-def machine() -> dict:
-    from django.db import connection
-
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    with connection.cursor() as c:
-        c.execute("SELECT version()")
-        pg = c.fetchone()[0]
-        settings = {}
-        for name in ("shared_buffers", "synchronous_commit", "max_wal_size"):
-            c.execute(f"SHOW {name}")
-            settings[name] = c.fetchone()[0]
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return {"nproc": nproc, "cpu": cpu, "postgres": pg, "pg_settings": settings,
-            "python": platform.python_version()}
-
-
 def reset_table() -> None:
     """Empty the rollouts table (and what references it) and flush dirty pages, so each method starts alike."""
     from django.db import connection
@@ -159,10 +134,10 @@ def count_rows(job_id: int) -> int:
 
 
 def prepare(database_name: str):
+    from apps.core.bulk import bulk_insert
     from apps.datasets.models import Dataset, Prompt
     from apps.jobs.models import Job
     from apps.rollouts.models import Rollout
-    from apps.core.bulk import bulk_insert
 
     if database_name != BENCH_DB and Rollout.objects.exists():
         sys.exit(f"refusing to truncate rollouts in database {database_name!r}: it holds rollouts "

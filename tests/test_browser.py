@@ -289,3 +289,26 @@ def test_a_malformed_upload_fails_naming_the_bad_line_and_imports_nothing(page, 
     expect(page.locator("pre.error")).to_contain_text("line 3: not valid JSON")
     expect(page.locator("pre.error")).to_contain_text("nothing was imported")
     assert prompt_count(page, "malformed-upload") == "0"
+
+
+def test_the_demo_rollouts_browse_and_search_on_sqlite(page, artifacts):
+    """The demo samples the tiny model at start; its rollouts are browsable and searchable with LIKE on SQLite."""
+    page.goto("/rollouts/")
+    rows = page.locator("table.rollouts tbody tr")
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while page.locator("#rollout-count").inner_text().startswith(("0 ", "counting")):
+        assert time.monotonic() < deadline, "the demo's generation job wrote no rollouts"
+        time.sleep(2)
+        page.reload()
+    expect(rows.first.locator("td:first-child a")).to_be_visible()
+
+    page.get_by_label("Search").fill("apples doubles")  # words of the synthetic questions, both required
+    expect(page).to_have_url(re.compile(r"q=apples\+doubles"))
+    expect(rows.locator("td:nth-child(4)").first).to_contain_text("doubles")  # waits for the swap
+    for question in rows.locator("td:nth-child(4)").all_inner_texts():
+        assert "apples" in question and "doubles" in question
+    page.screenshot(path=artifacts / "demo-rollouts-search.png", full_page=True)
+
+    rows.first.locator("td:first-child a").click()
+    page.get_by_role("link", name="Its group").click()
+    expect(page.locator("article.member")).to_have_count(4)  # the demo samples 4 per prompt
