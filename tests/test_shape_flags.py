@@ -1,5 +1,11 @@
-from workers.rewards.shape import OUTSIDE_TEMPLATE, REPEATED_TEXT, SHORT_REASONING, flag_labels, shape_flags
 from workers.rewards.extract import split_completion
+from workers.rewards.shape import (
+    OUTSIDE_TEMPLATE,
+    REPEATED_TEXT,
+    SHORT_REASONING,
+    flag_labels,
+    shape_flags,
+)
 
 
 def flags_of(completion):
