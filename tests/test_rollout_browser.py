@@ -136,8 +136,9 @@ def test_filter_state_lives_in_the_url_and_htmx_gets_only_the_results(admin_clie
     full = browse(admin_client, correct="yes", sort="reward")
     html = full.content.decode()
     assert 'value="yes" selected' in html and "<html" in html
-    partial = admin_client.get(reverse("rollout_list"), {"correct": "yes"}, HTTP_HX_REQUEST="true")
+    partial = admin_client.get(reverse("rollout_list"), {"correct": "yes", "q": "", "job": ""}, HTTP_HX_REQUEST="true")
     assert "<html" not in partial.content.decode() and "counting" in partial.content.decode()
+    assert partial["HX-Push-Url"] == "/rollouts/?correct=yes"  # the address bar keeps only the fields set
     link = admin_client.get(reverse("rollout_list"), {"correct": "yes", "sort": "reward"})
     assert ids(link) == ids(full)
 

@@ -32,7 +32,7 @@ SORTS = {
     "length_asc": ("length_chars", False),
 }
 SORT_CHOICES = [
-    ("newest", "newest"), ("oldest", "oldest"), ("reward", "reward, high first"), ("reward_asc", "reward, low first"),
+    ("", "newest"), ("oldest", "oldest"), ("reward", "reward, high first"), ("reward_asc", "reward, low first"),
     ("length", "longest"), ("length_asc", "shortest"),
 ]
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]

@@ -1,3 +1,5 @@
+from urllib.parse import quote, urlencode
+
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -24,8 +26,14 @@ def rollout_list(request):
         context["bad_cursor"] = str(exc)
         return render(request, "rollouts/list.html", context, status=400)
     context["first_page"] = not request.GET.get("after")
-    template = "rollouts/_results.html" if request.htmx else "rollouts/list.html"
-    return render(request, template, context)
+    if not request.htmx:
+        return render(request, "rollouts/list.html", context)
+    response = render(request, "rollouts/_results.html", context)
+    # The form sends every field; the address bar gets only the ones set, so a shared link stays readable.
+    after = request.GET.get("after")
+    shown = "&".join(part for part in (context["query"], f"after={quote(after)}" if after else "") if part)
+    response["HX-Push-Url"] = f"{request.path}?{shown}" if shown else request.path
+    return response
 
 
 def rollout_count(request):
@@ -102,7 +110,5 @@ def _components(rewards: dict) -> list[dict]:
 
 
 def _query_without(params, *names) -> str:
-    params = params.copy()
-    for name in names:
-        params.pop(name, None)
-    return params.urlencode()
+    """The query string without `names` and without empty fields."""
+    return urlencode([(key, value) for key, value in params.items() if value != "" and key not in names])
