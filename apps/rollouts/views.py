@@ -1,4 +1,4 @@
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -30,8 +30,7 @@ def rollout_list(request):
         return render(request, "rollouts/list.html", context)
     response = render(request, "rollouts/_results.html", context)
     # The form sends every field; the address bar gets only the ones set, so a shared link stays readable.
-    after = request.GET.get("after")
-    shown = "&".join(part for part in (context["query"], f"after={quote(after)}" if after else "") if part)
+    shown = _query_without(request.GET)
     response["HX-Push-Url"] = f"{request.path}?{shown}" if shown else request.path
     return response
 
