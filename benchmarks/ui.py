@@ -138,6 +138,7 @@ def main() -> None:
     from django.test import Client
     from django.urls import reverse
 
+    from apps.core.pagination import in_order
     from apps.jobs.models import Job
     from apps.rollouts.browse import SORTS, RolloutFilterForm
 
@@ -174,11 +175,7 @@ def main() -> None:
         form = RolloutFilterForm(params)
         assert form.is_valid(), form.errors
         keyset = timed(lambda f=form, a=after: f.page(a).items, args.repeat)
-        field, descending = SORTS[form.cleaned_data["sort"] or "newest"]
-        order = ([f"{'-' if descending else ''}{field}"] if field else []) + [f"{'-' if descending else ''}pk"]
-        queryset = form.rollouts().order_by(*order)
-        if field:
-            queryset = queryset.filter(**{f"{field}__isnull": False})
+        queryset = in_order(form.rollouts(), *SORTS[form.cleaned_data["sort"] or "newest"])
 
         def offset_page(qs=queryset, n=page):
             paginator = Paginator(qs, PER_PAGE)

@@ -23,16 +23,21 @@ def keyset_page(
 
     A field sort leaves out rows whose field is null: they have no place in the order.
     """
-    if field:
-        queryset = queryset.filter(**{f"{field}__isnull": False})
+    queryset = in_order(queryset, field, descending)
     if after:
         queryset = queryset.filter(_after(after, field, descending))
-    direction = "-" if descending else ""
-    order = [f"{direction}{field}", f"{direction}pk"] if field else [f"{direction}pk"]
-    items = list(queryset.order_by(*order)[: per_page + 1])
+    items = list(queryset[: per_page + 1])
     has_more = len(items) > per_page
     items = items[:per_page]
     return KeysetPage(items=items, next_after=_cursor(items[-1], field) if has_more else None)
+
+
+def in_order(queryset: QuerySet, field: str | None = None, descending: bool = True) -> QuerySet:
+    """The rows in keyset order, (`field`, id) or id alone, without those whose `field` is null."""
+    direction = "-" if descending else ""
+    if not field:
+        return queryset.order_by(f"{direction}pk")
+    return queryset.filter(**{f"{field}__isnull": False}).order_by(f"{direction}{field}", f"{direction}pk")
 
 
 def _cursor(row, field: str | None) -> str:

@@ -44,28 +44,14 @@ def match_stored(column: str, text_field: str, query: str) -> Q:
 
 def matches(queryset, field: str, query: str):
     """Rows of `queryset` whose `field` matches `query` (web-search syntax: words, "phrases", -not, or)."""
-    return with_vector(queryset, field).filter(match(field, query))
-
-
-def with_vector(queryset, field: str):
-    """The queryset with `field`'s search vector as an alias that `match` can refer to (Postgres only)."""
     if connection.vendor != "postgresql":
-        return queryset
-    return queryset.alias(**{_alias(field): search_vector(field)})
-
-
-def match(field: str, query: str) -> Q:
-    if connection.vendor != "postgresql":
-        return like_all_words(field, query)
-    return Q(**{_alias(field): _query(query)})
+        return queryset.filter(like_all_words(field, query))
+    alias = f"_search_{field}"
+    return queryset.alias(**{alias: search_vector(field)}).filter(**{alias: _query(query)})
 
 
 def _query(query: str) -> SearchQuery:
     return SearchQuery(query, search_type="websearch", config=SEARCH_CONFIG)
-
-
-def _alias(field: str) -> str:
-    return f"_search_{field.replace('__', '_')}"
 
 
 def like_all_words(field: str, query: str) -> Q:

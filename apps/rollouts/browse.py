@@ -5,15 +5,14 @@ Every filter is optional. Search uses the GIN full-text indexes on Postgres
 """
 
 from django import forms
-from django.db.models import Exists, FloatField, OuterRef, Q
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast, Left
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Left
 
 from apps.core import search
 from apps.core.pagination import keyset_page
 from apps.curation.models import Annotation
 from apps.datasets.models import Dataset, Prompt
-from apps.rollouts.models import Rollout
+from apps.rollouts.models import Rollout, reward_component_value
 from apps.training.models import ModelVersion
 
 PER_PAGE = 50
@@ -112,8 +111,7 @@ class RolloutFilterForm(forms.Form):
 
 
 def _component_range(rollouts, component: str, low, high):
-    value = Cast(KeyTextTransform("value", KeyTransform(component, "rewards")), FloatField())
-    rollouts = rollouts.alias(component_value=value).filter(component_value__isnull=False)
+    rollouts = rollouts.alias(component_value=reward_component_value(component)).filter(component_value__isnull=False)
     if low is not None:
         rollouts = rollouts.filter(component_value__gte=low)
     if high is not None:

@@ -15,14 +15,13 @@ ranges, in the order they were written: a live generation job still draws curves
 
 import math
 
-from django.db.models import Avg, Count, ExpressionWrapper, F, FloatField, IntegerField, Max, Min, Q, Value
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast, Substr
+from django.db.models import Avg, Count, ExpressionWrapper, F, IntegerField, Max, Min, Q, Value
+from django.db.models.functions import Substr
 from django.db.models.lookups import GreaterThan
 from django.urls import reverse
 
 from apps.jobs.models import Job
-from apps.rollouts.models import Rollout
+from apps.rollouts.models import Rollout, reward_component_value
 from apps.training.models import StepMetric
 from workers.rewards import shape
 
@@ -147,8 +146,7 @@ def _grouped_rows(job, bounds, by_bucket, components, threshold) -> list[dict]:
     }
     # Aliases by position: a component is named by whoever wrote the recipe, which need not make a SQL alias.
     for i, name in enumerate(components):
-        value = Cast(KeyTextTransform("value", KeyTransform(name, "rewards")), FloatField())
-        aggregates[f"component_{i}"] = Avg(value)
+        aggregates[f"component_{i}"] = Avg(reward_component_value(name))
     if threshold is not None:
         high = Q(total_reward__gte=threshold)
         aggregates["high_reward"] = Count("id", filter=high)

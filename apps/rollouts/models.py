@@ -1,8 +1,22 @@
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
 
 from apps.core.search import stored_search_vector
+
+
+def reward_component_value(name: str) -> Cast:
+    """SQL for `rewards -> name -> value` as a float (NULL where the rollout has no such component)."""
+    return Cast(KeyTextTransform("value", KeyTransform(name, "rewards")), models.FloatField())
+
+
+class RolloutManager(models.Manager):
+    """Leaves out the stored search vector, which only the database's own search reads."""
+
+    def get_queryset(self):
+        return super().get_queryset().defer("search")
 
 
 class Rollout(models.Model):
@@ -64,6 +78,8 @@ class Rollout(models.Model):
         expression=stored_search_vector("completion"), output_field=SearchVectorField(), db_persist=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RolloutManager()
 
     class Meta:
         ordering = ["-id"]
