@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.rollouts",
     "apps.curation",
+    "apps.api",
 ]
 
 MIDDLEWARE = [

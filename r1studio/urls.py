@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import views as core
-from apps.curation import views as curation
 from apps.datasets import views as datasets
 from apps.jobs import views as jobs
 from apps.rollouts import views as rollouts
@@ -36,6 +35,9 @@ urlpatterns = [
     path("rollouts/<int:pk>/", rollouts.rollout_detail, name="rollout_detail"),
     path("rollouts/<int:pk>/raw", rollouts.rollout_raw, name="rollout_raw"),
     path("rollouts/<int:pk>/group", rollouts.rollout_group, name="rollout_group"),
-
-    path("review/", curation.queue_list, name="queue_list"),
+    path("rollouts/ingest", rollouts.rollout_ingest, name="rollout_ingest"),
+    path("review/", include("apps.curation.urls")),
+    path("audit/", core.audit_log, name="audit_log"),
+    path("api/", include("apps.api.urls")),
+    path("", include("apps.datasets.urls")),
 ]

@@ -43,7 +43,9 @@ def ensure_roles(**kwargs) -> None:
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
         if role == ADMIN:
-            group.permissions.set(product)  # everything, including launching jobs and imports
+            # Everything, including launching jobs and imports, and reading the audit log.
+            audit = Permission.objects.filter(content_type__app_label="core", codename="view_auditevent")
+            group.permissions.set([*product, *audit])
             continue
         codes += _EXTRA[role]
         group.permissions.set(_permissions(codes))

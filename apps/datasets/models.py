@@ -65,6 +65,9 @@ class Example(models.Model):
         "curation.Annotation", null=True, blank=True, on_delete=models.SET_NULL, related_name="examples"
     )
     source = models.CharField(max_length=32, default="manual", help_text="rollout, annotation, import, manual")
+    # Where the text came from, written when the example is made so an export never joins for it:
+    # {"rollout": id, "job": id, "model_version": id, "edits": [{"by": username, "at": iso, "verdict": ...}], ...}
+    provenance = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils.module_loading import import_string
 
+from apps.core import audit
 from apps.jobs.models import Job
 
 
@@ -75,8 +76,8 @@ def validate_params(kind: str, params: dict) -> dict:
     return {name: _jsonable(value) for name, value in form.cleaned_data.items()}
 
 
-def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = True) -> Job:
-    """Validate, create the Job row and (after commit) hand its id to a worker."""
+def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = True, via: str = "web") -> Job:
+    """Validate, create the Job row (and its audit event) and, after commit, hand its id to a worker."""
     clean = validate_params(kind, params)
     job = Job.objects.create(
         kind=kind,
@@ -85,6 +86,7 @@ def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = 
         queue=queue_for(kind, clean),
         created_by=user if user is not None and user.is_authenticated else None,
     )
+    audit.record(user, "job.launch", job, via=via, kind=kind)
     if enqueue:
         transaction.on_commit(lambda: send_to_worker(job))
     return job

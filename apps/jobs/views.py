@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
+from apps.core import audit
 from apps.core.pagination import keyset_page
 from apps.jobs import kinds
 from apps.jobs.models import Job
@@ -43,6 +44,7 @@ def job_detail(request, pk):
 def job_cancel(request, pk):
     job = get_object_or_404(Job, pk=pk)
     if job.request_cancel():
+        audit.record(request.user, "job.cancel", job)
         messages.info(request, "Cancel requested." if job.status == Job.Status.RUNNING else "Job cancelled.")
     else:
         messages.warning(request, f"The job is {job.status}; nothing to cancel.")

@@ -1,6 +1,6 @@
 from urllib.parse import urlencode
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from apps.core.counting import fast_count
@@ -111,3 +111,7 @@ def _components(rewards: dict) -> list[dict]:
 def _query_without(params, *names) -> str:
     """The query string without `names` and without empty fields."""
     return urlencode([(key, value) for key, value in params.items() if value != "" and key not in names])
+
+
+def rollout_ingest(request):  # placeholder until the ingest page lands
+    raise Http404("ingest is not built yet")

@@ -32,7 +32,8 @@ class Command(BaseCommand):
         params = {name: opts[name] for name in FieldMappingForm.base_fields}
         params |= {"dataset": dataset.pk, "path": opts["path"]}
         try:
-            job = kinds.launch("import_prompts", params, label=f"Import into {dataset.name}", enqueue=opts["enqueue"])
+            job = kinds.launch("import_prompts", params, label=f"Import into {dataset.name}",
+                               enqueue=opts["enqueue"], via="cli")
         except ValidationError as exc:
             raise CommandError("; ".join(f"{f}: {' '.join(m)}" for f, m in exc.message_dict.items())) from None
         if opts["enqueue"]:

@@ -1,0 +1,1 @@
+urlpatterns = []  # apps.api: the REST API (filled in by the API work)

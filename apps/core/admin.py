@@ -1,0 +1,22 @@
+from django.contrib import admin
+
+from apps.core.models import AuditEvent
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the log is evidence, so nobody edits or deletes it here."""
+
+    list_display = ["at", "actor", "action", "target_type", "target_id", "target_label", "via"]
+    list_filter = ["action", "via"]
+    search_fields = ["target_label", "actor__username", "action"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from apps.curation import views
+
+urlpatterns = [
+    path("", views.queue_list, name="queue_list"),
+]

@@ -1,0 +1,40 @@
+"""The audit log: consequential actions leave an event; only admins read the log."""
+
+from django.urls import reverse
+
+from apps.core.models import AuditEvent
+from apps.jobs import kinds
+from tests.conftest import write_jsonl
+
+
+def test_launching_and_cancelling_a_job_are_logged_with_who_and_how(client, users, dataset, tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?", "answer": "2"}])
+    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"],
+                       enqueue=False)
+    client.force_login(users["admin"])
+    client.post(reverse("job_cancel", args=[job.pk]))
+    events = list(AuditEvent.objects.order_by("id").values_list("actor__username", "action", "target_id", "via"))
+    assert events == [("admin_user", "job.launch", str(job.pk), "web"), ("admin_user", "job.cancel", str(job.pk), "web")]
+    assert AuditEvent.objects.get(action="job.launch").details == {"kind": "import_prompts"}
+
+
+def test_only_admins_see_the_log_and_it_filters_by_action_and_person(client, users, dataset, tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?"}])
+    kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["reviewer"], enqueue=False)
+    kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"], enqueue=False,
+                 via="cli")
+    client.force_login(users["reviewer"])
+    assert client.get(reverse("audit_log")).status_code == 403
+    client.force_login(users["admin"])
+    page = client.get(reverse("audit_log"), {"actor": "reviewer_user"}).content.decode()
+    assert "reviewer_user" in page and "admin_user</td>" not in page
+    assert client.get(reverse("audit_log"), {"action": "version."}).content.decode().count("<code>job.launch") == 0
+    assert client.get(reverse("audit_log"), {"after": "nonsense"}).status_code == 400
+
+
+def test_the_admin_site_shows_the_log_read_only(client, users):
+    users["admin"].is_staff = True
+    users["admin"].save()
+    client.force_login(users["admin"])
+    assert client.get("/admin/core/auditevent/").status_code == 200
+    assert client.get("/admin/core/auditevent/add/").status_code == 403
