@@ -47,6 +47,10 @@ KINDS = {
         JobKind("grpo", "GRPO", "apps.training.forms.GRPOParamsForm", "apps.training.training.run_training"),
         JobKind("rejection_sample", "Rejection sampling", "apps.datasets.rejection.RejectionParamsForm",
                 "apps.datasets.rejection.run_rejection_sampling"),
+        JobKind("ingest_rollouts", "Ingest rollouts", "apps.rollouts.ingest.IngestParamsForm",
+                "apps.rollouts.ingest.run_ingest"),
+        JobKind("bulk_accept", "Accept rollouts into a dataset", "apps.datasets.bulk_actions.BulkAcceptParamsForm",
+                "apps.datasets.bulk_actions.run_bulk_accept"),
     ]
 }
 

@@ -17,7 +17,9 @@ from apps.jobs.models import Job
 from apps.rollouts import dashboard
 from apps.training.forms import CPU_PRESETS
 
-LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name != "import_prompts"]
+# Kinds launched from their own pages (an upload, a rollout filter) stay out of the Launch menu.
+OWN_PAGE = {"import_prompts", "ingest_rollouts", "bulk_accept"}
+LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name not in OWN_PAGE]
 
 
 def job_list(request):
