@@ -31,6 +31,7 @@ class LimitedUploadHandler(FileUploadHandler):
     def _refuse(self, size):
         self.request.upload_error = (
             f"The upload is {filesizeformat(size)}; the limit is {filesizeformat(settings.MAX_UPLOAD_BYTES)} "
-            "(MAX_UPLOAD_MB). Import larger files from the command line: r1studio import_prompts."
+            "(MAX_UPLOAD_MB). Load larger files from the command line: "
+            "r1studio import_prompts or r1studio ingest_rollouts."
         )
         raise StopUpload(connection_reset=True)

@@ -1,12 +1,20 @@
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.core.counting import fast_count
 from apps.curation.models import Annotation
+from apps.datasets.models import Dataset
+from apps.datasets.views import save_upload
+from apps.jobs import kinds
+from apps.jobs.models import Job
 from apps.rollouts import groups
 from apps.rollouts.browse import RolloutFilterForm
+from apps.rollouts.ingest import IngestUploadForm
 from apps.rollouts.models import Rollout
 from apps.rollouts.rendering import render_markdown, shown_text
 from workers.rewards.shape import flag_labels
@@ -113,5 +121,29 @@ def _query_without(params, *names) -> str:
     return urlencode([(key, value) for key, value in params.items() if value != "" and key not in names])
 
 
-def rollout_ingest(request):  # placeholder until the ingest page lands
-    raise Http404("ingest is not built yet")
+@permission_required("rollouts.add_rollout", raise_exception=True)
+def rollout_ingest(request):
+    """Upload rollouts from another trainer; an ingest_rollouts job validates and writes them."""
+    if request.method == "POST":
+        form = IngestUploadForm(request.POST, request.FILES)
+        upload_error = getattr(request, "upload_error", None)
+        if upload_error:
+            form.add_error("file", upload_error)
+        elif form.is_valid():
+            data = form.cleaned_data
+            params = {"dataset": data["dataset"].pk, "path": str(save_upload(data["file"])), "format": data["format"],
+                      "partial": data["partial"], "model_name": data["model_name"]}
+            try:
+                job = kinds.launch("ingest_rollouts", params, user=request.user,
+                                   label=f"Ingest {data['file'].name} into {data['dataset'].name}")
+            except ValidationError as exc:
+                for name, errors in exc.message_dict.items():
+                    form.add_error(name if name in form.fields else None, errors)
+            else:
+                messages.success(request, f"Ingest job #{job.pk} queued.")
+                return redirect("job_detail", pk=job.pk)
+    else:
+        form = IngestUploadForm(initial={"dataset": Dataset.objects.filter(name=request.GET.get("dataset")).first()})
+    recent = Job.objects.filter(kind="ingest_rollouts").select_related("created_by")[:5]
+    status = 400 if request.method == "POST" else 200
+    return render(request, "rollouts/ingest.html", {"form": form, "recent": recent}, status=status)
