@@ -27,11 +27,13 @@ class ImportFileError(Exception):
 
 
 class ImportValidationError(Exception):
+    verb = "imported"
+
     def __init__(self, errors: list[str], error_count: int):
         self.errors, self.error_count = errors, error_count
         shown = "\n".join(errors)
         more = f"\n... and {error_count - len(errors)} more" if error_count > len(errors) else ""
-        super().__init__(f"{error_count} invalid record(s); nothing was imported.\n{shown}{more}")
+        super().__init__(f"{error_count} invalid record(s); nothing was {self.verb}.\n{shown}{more}")
 
 
 @dataclass

@@ -40,6 +40,7 @@ from apps.datasets.importing import (
     MAX_ERRORS_SHOWN,
     MAX_QUESTION_CHARS,
     ImportFileError,
+    ImportValidationError,
     count_records,
     read_jsonl,
     read_parquet,
@@ -70,12 +71,8 @@ class IngestFileError(ImportFileError):
     """The file cannot be read at all (not UTF-8, not Parquet, empty, ...); nothing was ingested."""
 
 
-class IngestValidationError(Exception):
-    def __init__(self, errors: list[str], error_count: int):
-        self.errors, self.error_count = errors, error_count
-        shown = "\n".join(errors)
-        more = f"\n... and {error_count - len(errors)} more" if error_count > len(errors) else ""
-        super().__init__(f"{error_count} invalid record(s); nothing was ingested.\n{shown}{more}")
+class IngestValidationError(ImportValidationError):
+    verb = "ingested"
 
 
 @dataclass
