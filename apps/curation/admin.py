@@ -1,22 +1,39 @@
 from django.contrib import admin
 
-from apps.curation.models import Annotation, ReviewItem, ReviewQueue
+from apps.curation.models import Annotation, AnnotationRevision, ReviewItem, ReviewQueue
 
 
 @admin.register(ReviewQueue)
 class ReviewQueueAdmin(admin.ModelAdmin):
-    list_display = ["name", "overlap", "created_by", "created_at"]
+    list_display = ["name", "source", "overlap", "target_dataset", "created_by", "created_at"]
     filter_horizontal = ["annotators"]
 
 
 @admin.register(ReviewItem)
 class ReviewItemAdmin(admin.ModelAdmin):
-    list_display = ["id", "queue", "position", "rollout", "final_verdict"]
-    raw_id_fields = ["queue", "rollout", "prompt"]
+    list_display = ["id", "queue", "position", "rollout", "final_verdict", "adjudicated_by", "version"]
+    raw_id_fields = ["queue", "rollout", "prompt", "example"]
 
 
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
-    list_display = ["id", "item", "annotator", "verdict", "readability", "version", "updated_at"]
+    list_display = ["id", "item", "annotator", "verdict", "readability", "version", "updated_by", "updated_at"]
     list_filter = ["verdict"]
     raw_id_fields = ["item"]
+
+
+@admin.register(AnnotationRevision)
+class AnnotationRevisionAdmin(admin.ModelAdmin):
+    """Provenance: read-only, like the audit log."""
+
+    list_display = ["annotation", "version", "by", "verdict", "at"]
+    raw_id_fields = ["annotation"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
