@@ -1,0 +1,402 @@
+"""Request and response shapes: they are the OpenAPI document, so every field says what it is."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic import AfterValidator, StringConstraints, field_validator
+
+from apps.curation.models import Annotation
+from apps.curation.review import MAX_TAG_CHARS, MAX_TAGS
+from apps.jobs.kinds import KINDS
+from apps.jobs.models import Job
+from apps.rollouts.browse import SORTS
+from apps.rollouts.models import Rollout
+
+# Postgres text cannot hold NUL, so such input is refused up front with the field named, never sent to the database.
+NO_NUL = r"^[^\x00]*$"
+PG_INT = 2**31 - 1  # the largest value a PositiveIntegerField column holds
+PG_BIGINT = 2**63 - 1  # the largest row id
+
+
+def _encodable(value: str) -> str:
+    # A lone surrogate (legal in JSON "\ud800", not in UTF-8) would fail only when the database encodes it.
+    value.encode("utf-8")
+    return value
+
+
+def _unstorable(value) -> bool:
+    """True if a JSON value holds text Postgres cannot store: U+0000, or a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+Text = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(_encodable)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[-a-zA-Z0-9_]+$", min_length=1, max_length=100)]
+RowId = Annotated[int, Field(ge=1, le=PG_BIGINT)]
+Count = Annotated[int, Field(ge=0, le=PG_INT)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+YesNo = Literal["yes", "no"]
+Limit = Annotated[int, Field(ge=1, le=500, description="Rows per page (1-500)")]
+
+
+class ErrorOut(Schema):
+    detail: Any = Field(description="What went wrong: a message, or for 422 a list of {loc, msg, type} naming "
+                                    "each bad field")
+
+
+class PermissionErrorOut(ErrorOut):
+    permission: str = Field(description="The permission the caller lacks, app_label.codename")
+
+
+class PageQuery(Schema):
+    after: Text | None = Field(None, max_length=200, description="The `next` cursor of the previous page")
+    limit: Limit = 50
+
+
+# ----- datasets
+
+
+class DatasetOut(Schema):
+    id: int
+    name: str
+    description: str
+    created_by: str | None = Field(description="Username")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_created_by(obj):
+        return obj.created_by.username if obj.created_by_id else None
+
+
+class DatasetDetailOut(DatasetOut):
+    prompt_count: int
+    example_count: int
+    version_count: int
+
+
+class DatasetPage(Schema):
+    items: list[DatasetOut]
+    next: str | None = Field(description="Pass as ?after= for the next page; null on the last page")
+
+
+class DatasetIn(Schema):
+    name: Slug = Field(description="Letters, digits, '-' and '_'; unique")
+    description: Text = Field("", max_length=10_000)
+
+
+# ----- versions
+
+
+class VersionOut(Schema):
+    id: int
+    dataset: str = Field(description="Dataset name")
+    number: int
+    content_hash: str = Field(description="sha256 over the examples' content hashes, in order")
+    example_count: int
+    note: str
+    provenance: dict = Field(description="Where the examples came from: sources, proportions, seed, producing job")
+    created_by: str | None
+    created_at: datetime
+
+    @staticmethod
+    def resolve_dataset(obj):
+        return obj.dataset.name
+
+    @staticmethod
+    def resolve_created_by(obj):
+        return obj.created_by.username if obj.created_by_id else None
+
+
+class VersionPage(Schema):
+    items: list[VersionOut]
+    next: str | None
+
+
+class FreezeIn(Schema):
+    example_ids: list[RowId] | None = Field(
+        None, max_length=2_000_000, description="Examples of this dataset, in the order the version keeps them"
+    )
+    all_examples: bool = Field(False, description="Freeze every example of the dataset (in id order) instead")
+    note: Text = Field("", max_length=10_000)
+
+
+class ComposePart(Schema):
+    version: RowId = Field(description="A source version's id (any dataset)")
+    count: Annotated[int, Field(ge=1, le=PG_INT)] = Field(description="How many of its examples to take")
+
+
+class ComposeIn(Schema):
+    parts: list[ComposePart] = Field(min_length=1, max_length=100)
+    seed: Annotated[int, Field(ge=0, le=PG_INT)] = Field(0, description="Same seed, same sources: same version")
+    note: Text = Field("", max_length=10_000)
+
+
+class ExampleOut(Schema):
+    id: int
+    content_hash: str
+    messages: list
+    source: str
+    provenance: dict
+
+
+class DiffOut(Schema):
+    a: int = Field(description="The version compared from")
+    b: int = Field(description="The version compared to")
+    added: int = Field(description="Examples in b and not in a (by content hash)")
+    removed: int = Field(description="Examples in a and not in b")
+    kept: int = Field(description="Examples in both")
+    added_samples: list[ExampleOut]
+    removed_samples: list[ExampleOut]
+
+
+class ExportQuery(Schema):
+    format: Literal["messages", "raw", "parquet"] = Field("messages", description="messages | raw | parquet")
+
+
+# ----- prompts
+
+
+class PromptOut(Schema):
+    id: int
+    dataset: str
+    question: str
+    reference_answer: str
+    tests: list
+    domain: str
+    language: str
+    metadata: dict
+    content_hash: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_dataset(obj):
+        return obj.dataset.name
+
+
+class PromptPage(Schema):
+    items: list[PromptOut]
+    next: str | None
+
+
+class PromptQuery(PageQuery):
+    dataset: Slug | None = Field(None, description="Only this dataset's prompts (by name)")
+    q: Text | None = Field(None, max_length=200, description="Search the question (web-search syntax)")
+
+
+# ----- rollouts
+
+
+class RolloutQuery(PageQuery):
+    """The rollout browser's filters (apps.rollouts.browse.RolloutFilterForm), as query parameters."""
+
+    q: Text | None = Field(None, max_length=200, description="Search question and completion")
+    dataset: Slug | None = Field(None, description="Dataset name")
+    model: RowId | None = Field(None, description="Model version id")
+    job: RowId | None = None
+    prompt: RowId | None = None
+    step_min: Count | None = None
+    step_max: Count | None = None
+    correct: YesNo | None = None
+    format_ok: YesNo | None = None
+    reward_min: Finite | None = None
+    reward_max: Finite | None = None
+    component: Annotated[str, StringConstraints(pattern=r"^[-a-zA-Z0-9_]+$", max_length=64)] | None = Field(
+        None, description="A reward component, e.g. math_accuracy; component_min/max apply to it"
+    )
+    component_min: Finite | None = None
+    component_max: Finite | None = None
+    language_min: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description="Language consistency ≥")
+    length_min: Count | None = Field(None, description="Completion length ≥ (characters)")
+    length_max: Count | None = None
+    finish: Literal[tuple(Rollout.FinishReason.values)] | None = None
+    reflection: YesNo | None = None
+    annotated: YesNo | None = None
+    sort: Literal[tuple(name for name in SORTS if name != "newest")] | None = Field(
+        None, description="Default newest first"
+    )
+
+
+class RolloutOut(Schema):
+    id: int
+    job: int
+    prompt: int
+    model_version: int | None
+    step: int
+    group: int
+    sample_index: int
+    prompt_text: str
+    completion: str
+    reasoning: str
+    answer: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str
+    rewards: dict = Field(description="{component: {value, weight, details}}")
+    total_reward: float | None
+    advantage: float | None
+    is_correct: bool | None
+    format_ok: bool | None
+    language_consistency: float | None
+    length_chars: int
+    has_reflection: bool
+    shape_flags: int
+    created_at: datetime
+
+    @staticmethod
+    def resolve_job(obj):
+        return obj.job_id
+
+    @staticmethod
+    def resolve_prompt(obj):
+        return obj.prompt_id
+
+    @staticmethod
+    def resolve_model_version(obj):
+        return obj.model_version_id
+
+
+class RolloutPage(Schema):
+    items: list[RolloutOut]
+    next: str | None
+
+
+class IngestForm(Schema):
+    dataset: Slug = Field(description="The dataset whose prompts the rollouts answer (matched or created there)")
+    format: Literal["", "jsonl", "trl", "verl"] = Field("", description="Empty: detect from the file")
+    partial: bool = Field(False, description="Land the good records and return the rejected ones")
+    model_name: Text = Field("", max_length=200, description="The model that produced them (registered if new)")
+
+
+class IngestOut(Schema):
+    job: int = Field(description="The ingest job the rollouts belong to")
+    landed: int = Field(description="Rollouts written")
+    duplicates: int = Field(description="Records repeating an earlier record's (prompt, step, sample) in the file")
+    rejected: list[dict] = Field(description='With partial: the bad records, [{"line": "line 17", "errors": [...]}] '
+                                             "(the first 1000)")
+    rejected_count: int
+    records: int = Field(description="Records read")
+    prompts_created: int
+
+
+class IngestRefusedOut(ErrorOut):
+    """A 413 (file over MAX_UPLOAD_MB)."""
+
+
+# ----- jobs
+
+
+class JobOut(Schema):
+    id: int
+    kind: str
+    label: str
+    params: dict
+    queue: str
+    status: str
+    progress_done: int
+    progress_total: int | None
+    cancel_requested: bool
+    attempts: int
+    error: str
+    result: dict
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_created_by(obj):
+        return obj.created_by.username if obj.created_by_id else None
+
+
+class JobPage(Schema):
+    items: list[JobOut]
+    next: str | None
+
+
+class JobQuery(PageQuery):
+    status: Literal[tuple(Job.Status.values)] | None = None
+    kind: Slug | None = None
+
+
+class JobIn(Schema):
+    kind: Literal[tuple(KINDS)] = Field(description="The job kind")
+    params: dict[str, Any] = Field(default_factory=dict, description="The kind's parameters (as on its launch form)")
+    label: Text = Field("", max_length=200)
+
+    @field_validator("params")
+    @classmethod
+    def storable(cls, params: dict) -> dict:
+        # The parameters are stored as jsonb: refuse up front what the database would refuse with a 500.
+        if _unstorable(params):
+            raise ValueError("parameters cannot contain the NUL character (\\u0000) or unpaired surrogates")
+        return params
+
+
+# ----- annotations
+
+
+class AnnotationOut(Schema):
+    id: int
+    item: int
+    queue: int
+    rollout: int | None
+    annotator: str
+    verdict: str
+    readability: int | None
+    edited_reasoning: str
+    edited_summary: str
+    tags: list
+    notes: str
+    version: int = Field(description="Send back as expected_version when changing the annotation")
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_item(obj):
+        return obj.item_id
+
+    @staticmethod
+    def resolve_queue(obj):
+        return obj.item.queue_id
+
+    @staticmethod
+    def resolve_rollout(obj):
+        return obj.item.rollout_id
+
+    @staticmethod
+    def resolve_annotator(obj):
+        return obj.annotator.username
+
+
+class AnnotationPage(Schema):
+    items: list[AnnotationOut]
+    next: str | None
+
+
+class AnnotationQuery(PageQuery):
+    queue: RowId | None = Field(None, description="Review queue id")
+    annotator: Annotated[str, StringConstraints(pattern=r"^[\w.@+-]+$", max_length=150)] | None = Field(
+        None, description="Username"
+    )
+
+
+class AnnotationPatch(Schema):
+    expected_version: Annotated[int, Field(ge=1, le=PG_INT)] = Field(
+        description="The version you read; a later save by someone else makes this a 409 conflict"
+    )
+    verdict: Literal[tuple(Annotation.Verdict.values)] | None = None
+    readability: Annotated[int, Field(ge=1, le=5)] | None = None
+    edited_reasoning: Text | None = Field(None, max_length=2_000_000)
+    edited_summary: Text | None = Field(None, max_length=200_000)
+    tags: list[Annotated[Text, StringConstraints(max_length=MAX_TAG_CHARS)]] | None = Field(None, max_length=MAX_TAGS)
+    notes: Text | None = Field(None, max_length=10_000)
