@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.datasets.models import Dataset, DatasetVersion, Example, Prompt
+from apps.datasets.models import BulkAction, Dataset, DatasetVersion, Example, Prompt
 
 
 @admin.register(Dataset)
@@ -37,3 +37,17 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # frozen versions are immutable
+
+
+@admin.register(BulkAction)
+class BulkActionAdmin(admin.ModelAdmin):
+    """Read-only: undo happens on the action's page, where frozen examples are protected."""
+
+    list_display = ["id", "action", "dataset", "user", "status", "created_at", "undone_at"]
+    list_filter = ["action", "status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

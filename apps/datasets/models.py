@@ -71,6 +71,10 @@ class Example(models.Model):
     content_hash = models.CharField(max_length=64)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The bulk action that made this example: its undo removes exactly these (apps.datasets.bulk_actions).
+    bulk_action = models.ForeignKey(
+        "BulkAction", null=True, blank=True, on_delete=models.SET_NULL, related_name="examples"
+    )
 
     class Meta:
         constraints = [
@@ -131,3 +135,48 @@ class DatasetVersionExample(models.Model):
             models.UniqueConstraint(fields=["version", "position"], name="version_position_unique"),
             models.UniqueConstraint(fields=["version", "example"], name="version_example_unique"),
         ]
+
+
+class BulkAction(models.Model):
+    """One action on every rollout a browser filter matched (accept into a dataset), and its undo."""
+
+    class Action(models.TextChoices):
+        ACCEPT = "accept", "accept into dataset"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    action = models.CharField(max_length=32, choices=Action.choices, default=Action.ACCEPT)
+    filter_params = models.JSONField(default=dict, blank=True, help_text="The rollout browser's GET parameters")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="bulk_actions")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    matched = models.PositiveBigIntegerField(default=0, help_text="Rollouts the filter matched when the job ran")
+    processed = models.PositiveBigIntegerField(default=0)
+    created = models.PositiveBigIntegerField(default=0, help_text="Examples this action made")
+    already_present = models.PositiveBigIntegerField(default=0, help_text="Matched, but the content was there")
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    undo_result = models.JSONField(default=dict, blank=True, help_text="What the undo removed and what it kept")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"bulk action #{self.pk} ({self.get_action_display()} {self.dataset.name})"
+
+    @property
+    def shown_status(self) -> str:
+        """The action's status, or its job's where the job ended without saying (a worker that died)."""
+        unfinished = self.status in (self.Status.QUEUED, self.Status.RUNNING)
+        if unfinished and self.job is not None and self.job.is_finished:
+            return self.job.status
+        return self.status

@@ -49,6 +49,8 @@ KINDS = {
                 "apps.datasets.rejection.run_rejection_sampling"),
         JobKind("ingest_rollouts", "Ingest rollouts", "apps.rollouts.ingest.IngestParamsForm",
                 "apps.rollouts.ingest.run_ingest"),
+        JobKind("compose_version", "Compose a dataset version", "apps.datasets.versions.ComposeParamsForm",
+                "apps.datasets.versions.run_compose"),
         JobKind("bulk_accept", "Accept rollouts into a dataset", "apps.datasets.bulk_actions.BulkAcceptParamsForm",
                 "apps.datasets.bulk_actions.run_bulk_accept"),
     ]

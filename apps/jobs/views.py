@@ -18,7 +18,7 @@ from apps.rollouts import dashboard
 from apps.training.forms import CPU_PRESETS
 
 # Kinds launched from their own pages (an upload, a rollout filter) stay out of the Launch menu.
-OWN_PAGE = {"import_prompts", "ingest_rollouts", "bulk_accept"}
+OWN_PAGE = {"import_prompts", "ingest_rollouts", "bulk_accept", "compose_version"}
 LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name not in OWN_PAGE]
 
 
