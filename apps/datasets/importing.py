@@ -289,11 +289,11 @@ class FieldMappingForm(forms.Form):
     )
 
 
-class ImportParamsForm(FieldMappingForm):
-    """The parameters of an import_prompts job."""
+class ServerPathForm(forms.Form):
+    """A file or folder already on the server (a job's input); an empty `format` is detected from it."""
 
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
     path = forms.CharField(max_length=4096, help_text="File or folder on the server")
+    detect = staticmethod(detect_format)
 
     def clean_path(self):
         path = Path(self.cleaned_data["path"])
@@ -305,10 +305,16 @@ class ImportParamsForm(FieldMappingForm):
         data = super().clean()
         if data.get("path") and not data.get("format"):
             try:
-                data["format"] = detect_format(Path(data["path"]))
+                data["format"] = self.detect(Path(data["path"]))
             except ImportFileError as exc:
                 self.add_error("format", str(exc))
         return data
+
+
+class ImportParamsForm(ServerPathForm, FieldMappingForm):
+    """The parameters of an import_prompts job."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
 
 
 def mapping_from_params(params: dict) -> FieldMapping:

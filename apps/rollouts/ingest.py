@@ -41,6 +41,7 @@ from apps.datasets.importing import (
     MAX_QUESTION_CHARS,
     ImportFileError,
     ImportValidationError,
+    ServerPathForm,
     count_records,
     read_jsonl,
     read_parquet,
@@ -393,6 +394,11 @@ def _trl_completion(f: _Fields, value) -> tuple[str, str | None]:
     return f.completion("completion", value=value), None
 
 
+# What TRL's and verl's logs do not carry: positions come from the file's order, the rest stays unknown.
+NOT_LOGGED = {"group": None, "sample_index": None, "finish_reason": Rollout.FinishReason.STOP,
+              "completion_tokens": None, "prompt_tokens": None, "model": "", "language_consistency": None}
+
+
 def map_trl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str]]:
     f = _Fields(record)
     question, rendered = f.prompt("prompt", affixes)
@@ -419,16 +425,10 @@ def map_trl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str]
         "rewards": rewards,
         "total_reward": _weighted_total(rewards),
         "step": f.integer("step", 0),
-        "group": None,
-        "sample_index": None,
         "advantage": None if isinstance(advantage, float) and math.isnan(advantage) else f.number("advantage"),
         "is_correct": _flag_from_rewards(rewards, ACCURACY_NAME),
         "format_ok": _flag_from_rewards(rewards, FORMAT_NAME),
-        "finish_reason": Rollout.FinishReason.STOP,
-        "completion_tokens": None,
-        "prompt_tokens": None,
-        "model": "",
-        "language_consistency": None,
+        **NOT_LOGGED,
     }
     return (None, f.errors) if f.errors else (sample, [])
 
@@ -479,17 +479,11 @@ def map_verl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str
         "rewards": rewards,
         "total_reward": score,
         "step": f.integer("step", 0),
-        "group": None,
-        "sample_index": None,
         "advantage": None,
         "is_correct": acc if isinstance(acc, bool) else _flag_from_rewards(
             {k: v for k, v in rewards.items() if k != "score"}, ACCURACY_NAME),
         "format_ok": _flag_from_rewards(rewards, FORMAT_NAME),
-        "finish_reason": Rollout.FinishReason.STOP,
-        "completion_tokens": None,
-        "prompt_tokens": None,
-        "model": "",
-        "language_consistency": None,
+        **NOT_LOGGED,
     }
     return (None, f.errors) if f.errors else (sample, [])
 
@@ -793,25 +787,10 @@ class IngestOptionsForm(forms.Form):
     )
 
 
-class IngestParamsForm(IngestOptionsForm):
+class IngestParamsForm(ServerPathForm, IngestOptionsForm):
     """The parameters of an ingest_rollouts job."""
 
-    path = forms.CharField(max_length=4096, help_text="File or folder on the server")
-
-    def clean_path(self):
-        path = Path(self.cleaned_data["path"])
-        if not path.exists():
-            raise forms.ValidationError(f"{path} does not exist on the server")
-        return str(path)
-
-    def clean(self):
-        data = super().clean()
-        if data.get("path") and not data.get("format"):
-            try:
-                data["format"] = detect_ingest_format(Path(data["path"]))
-            except IngestFileError as exc:
-                self.add_error("format", str(exc))
-        return data
+    detect = staticmethod(detect_ingest_format)
 
 
 class IngestUploadForm(IngestOptionsForm):
