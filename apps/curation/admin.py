@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.curation.models import Annotation, AnnotationRevision, ReviewItem, ReviewQueue
 
 
@@ -23,17 +24,8 @@ class AnnotationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AnnotationRevision)
-class AnnotationRevisionAdmin(admin.ModelAdmin):
+class AnnotationRevisionAdmin(ReadOnlyAdmin):
     """Provenance: read-only, like the audit log."""
 
     list_display = ["annotation", "version", "by", "verdict", "at"]
     raw_id_fields = ["annotation"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
