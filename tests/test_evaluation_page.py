@@ -234,7 +234,9 @@ def test_compare_lists_at_most_500_prompts_in_a_fixed_number_of_queries(admin_cl
     per_b = {str(10_000 + i): result(8, 8, i % 2 == 0) for i in range(2000)}
     a = evaluate(lineage["cold"], dataset, {"pass@1": 0.2}, per_a)
     b = evaluate(lineage["rl"], dataset, {"pass@1": 0.9}, per_b)
-    with django_assert_max_num_queries(4):  # session, user, the two evaluations, the listed prompts' text
+    # Session, user, the two evaluations, the listed prompts' text, and the nav's permission check
+    # (the user's and its groups' permissions, once per request).
+    with django_assert_max_num_queries(6):
         response = compare(admin_client, a.pk, b.pk)
     prompts = response.context["prompts"]
     assert (prompts.fixed_total, len(prompts.fixed)) == (1000, 500)
