@@ -1,16 +1,13 @@
 from urllib.parse import urlencode
 
-from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.core.counting import fast_count
 from apps.curation.models import Annotation
 from apps.datasets.models import Dataset
-from apps.datasets.views import save_upload
-from apps.jobs import kinds
+from apps.datasets.views import launch_for_form, save_upload
 from apps.jobs.models import Job
 from apps.rollouts import groups
 from apps.rollouts.browse import RolloutFilterForm
@@ -133,14 +130,9 @@ def rollout_ingest(request):
             data = form.cleaned_data
             params = {"dataset": data["dataset"].pk, "path": str(save_upload(data["file"])), "format": data["format"],
                       "partial": data["partial"], "model_name": data["model_name"]}
-            try:
-                job = kinds.launch("ingest_rollouts", params, user=request.user,
-                                   label=f"Ingest {data['file'].name} into {data['dataset'].name}")
-            except ValidationError as exc:
-                for name, errors in exc.message_dict.items():
-                    form.add_error(name if name in form.fields else None, errors)
-            else:
-                messages.success(request, f"Ingest job #{job.pk} queued.")
+            job = launch_for_form(request, form, "ingest_rollouts", params,
+                                  label=f"Ingest {data['file'].name} into {data['dataset'].name}")
+            if job:
                 return redirect("job_detail", pk=job.pk)
     else:
         form = IngestUploadForm(initial={"dataset": Dataset.objects.filter(name=request.GET.get("dataset")).first()})

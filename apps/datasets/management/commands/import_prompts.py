@@ -9,6 +9,16 @@ from apps.jobs import kinds
 from apps.jobs.runner import execute
 
 
+def dataset_named(name: str, create: bool) -> Dataset:
+    """The dataset a command writes into; made only when asked (--create), so a typo is not a new dataset."""
+    if create:
+        return Dataset.objects.get_or_create(name=name)[0]
+    dataset = Dataset.objects.filter(name=name).first()
+    if dataset is None:
+        raise CommandError(f"No dataset {name!r}; pass --create to make it")
+    return dataset
+
+
 class Command(BaseCommand):
     help = "Import prompts from JSONL, CSV, Parquet or a datasets save_to_disk folder, as a job."
 
@@ -23,12 +33,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
-        if opts["create"]:
-            dataset, _ = Dataset.objects.get_or_create(name=opts["dataset"])
-        else:
-            dataset = Dataset.objects.filter(name=opts["dataset"]).first()
-            if dataset is None:
-                raise CommandError(f"No dataset {opts['dataset']!r}; pass --create to make it")
+        dataset = dataset_named(opts["dataset"], opts["create"])
         params = {name: opts[name] for name in FieldMappingForm.base_fields}
         params |= {"dataset": dataset.pk, "path": opts["path"]}
         try:

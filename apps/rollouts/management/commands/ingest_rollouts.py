@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.datasets.models import Dataset
+from apps.datasets.management.commands.import_prompts import dataset_named
 from apps.rollouts.ingest import (
     FORMATS,
     IngestFileError,
@@ -33,12 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--create", action="store_true", help="Create the dataset if it does not exist")
 
     def handle(self, *args, **opts):
-        if opts["create"]:
-            dataset, _ = Dataset.objects.get_or_create(name=opts["dataset"])
-        else:
-            dataset = Dataset.objects.filter(name=opts["dataset"]).first()
-            if dataset is None:
-                raise CommandError(f"No dataset {opts['dataset']!r}; pass --create to make it")
+        dataset = dataset_named(opts["dataset"], opts["create"])
         path = Path(opts["path"])
         if not path.exists():
             raise CommandError(f"{path} does not exist")
