@@ -149,7 +149,7 @@ def _example_for(item: ReviewItem, outcome: Outcome, adjudicator) -> Example:
     rollout = item.rollout
     question = (item.prompt or rollout.prompt).question
     text = rollout.completion if outcome.verdict == ACCEPT else cold_start_text(outcome.reasoning, outcome.summary)
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
+    messages = Example.chat(question, text)
     dataset_id, digest = item.queue.target_dataset_id, Example.hash_for(messages)
     existing = Example.objects.filter(dataset_id=dataset_id, content_hash=digest).first()
     if existing:  # the same text from another item or queue: one example, its first provenance kept

@@ -182,8 +182,7 @@ def _accept(ctx, action: BulkAction) -> dict:
 
 
 def _example_row(action: BulkAction, rollout: dict) -> dict:
-    messages = [{"role": "user", "content": rollout["prompt__question"]},
-                {"role": "assistant", "content": rollout["completion"]}]
+    messages = Example.chat(rollout["prompt__question"], rollout["completion"])
     return {
         "dataset_id": action.dataset_id, "messages": messages, "prompt_id": rollout["prompt_id"],
         "source_rollout_id": rollout["pk"], "source": "bulk", "content_hash": Example.hash_for(messages),

@@ -85,6 +85,11 @@ class Example(models.Model):
     def hash_for(messages: list) -> str:
         return content_hash(messages)
 
+    @staticmethod
+    def chat(question: str, answer: str) -> list[dict]:
+        """The messages of every example R1 Studio makes: the question, then the assistant's text."""
+        return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
     def save(self, *args, **kwargs):
         self.content_hash = self.hash_for(self.messages)
         super().save(*args, **kwargs)

@@ -94,8 +94,7 @@ def _pick(rollouts: list[Rollout], m: int, prefer: str) -> list[Rollout]:
 
 
 def _example(dataset: Dataset, rollout: Rollout) -> Example:
-    messages = [{"role": "user", "content": rollout.prompt.question},
-                {"role": "assistant", "content": rollout.completion}]
+    messages = Example.chat(rollout.prompt.question, rollout.completion)
     example = Example(dataset=dataset, messages=messages, prompt=rollout.prompt, source_rollout=rollout,
                       source="rejection_sampling")
     example.content_hash = Example.hash_for(messages)

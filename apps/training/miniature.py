@@ -150,9 +150,9 @@ def _datasets(config: MiniatureConfig):
             name=f"{config.name}-format", defaults={"description": "Worked answers in the R1-Zero format"})
         version = format_set.versions.first()
         if created or version is None:
-            examples = [Example(dataset=format_set, source="manual", messages=[
-                {"role": "user", "content": p["question"]}, {"role": "assistant", "content": worked_completion(p)}])
-                for p in format_problems]
+            examples = [Example(dataset=format_set, source="manual",
+                                messages=Example.chat(p["question"], worked_completion(p)))
+                        for p in format_problems]
             for example in examples:
                 example.content_hash = Example.hash_for(example.messages)
             Example.objects.bulk_create(examples, ignore_conflicts=True)
