@@ -3,6 +3,10 @@ FROM python:3.11-slim
 ARG EXTRAS=train
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 R1_DATA_DIR=/data
 WORKDIR /app
+# bubblewrap and libseccomp's Python binding: the sandbox for model-written code (workers/rewards/sandbox.py).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap python3-seccomp \
+ && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml constraints.txt README.md ./
 COPY r1studio r1studio
 COPY apps apps

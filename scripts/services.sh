@@ -22,6 +22,12 @@ done
 pg_isready -h 127.0.0.1 -p 5432
 redis-cli -h 127.0.0.1 -p 6379 ping
 
+# The code reward's sandbox: bubblewrap, and libseccomp's Python binding to compile its filter.
+if ! command -v bwrap >/dev/null || ! /usr/bin/python3 -c 'import seccomp' 2>/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-seccomp >/dev/null
+fi
+
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 if [ ! -x /usr/bin/chromium ]; then
   as_root apt-get update -qq

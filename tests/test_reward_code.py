@@ -1,10 +1,10 @@
 """code_accuracy: right, partly right and wrong code, and hostile code that must score 0,
 in bounded time, leaving no process and no file behind.
 
-No database: each call runs the real sandbox (workers/rewards/sandbox_runner.py).
-The hostile rows check *which* mechanism stopped the code through its stderr
-("Network is unreachable" is the network namespace; "sandbox: ..." is the audit-hook
-fallback), so a row cannot pass because of some unrelated error.
+No database: each call runs the real sandbox (bubblewrap, workers/rewards/sandbox.py).
+The hostile rows are attacks; each checks *what* stopped it through its stderr
+("No such file" is the empty root, "Operation not permitted" the seccomp filter), so a
+row cannot pass because of some unrelated error.
 """
 
 import os
@@ -22,6 +22,7 @@ import pytest
 
 from workers.rewards.base import Sample
 from workers.rewards.code import code_accuracy, extract_code
+from workers.rewards.sandbox import SandboxUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 1.0
@@ -30,6 +31,8 @@ TOKEN = secrets.token_hex(6)  # names this run's files, processes and secret
 SLEEP_S = 900_000 + int(TOKEN[:4], 16)  # an argument no other `sleep` on the machine has
 SECRET_VAR, SECRET = "R1_SANDBOX_TEST_SECRET", f"secret-{TOKEN}"
 OUTSIDE = [f"/tmp/pwned-{TOKEN}", f"/var/tmp/pwned-{TOKEN}", f"/dev/shm/pwned-{TOKEN}", str(ROOT / f"pwned-{TOKEN}")]
+# An upload holding the expected outputs of the very tests the code is scored on.
+UPLOAD = Path("/tmp") / f"r1-upload-{TOKEN}" / "prompts.jsonl"
 
 
 def block(code: str) -> str:
@@ -57,7 +60,6 @@ class Case:
     statuses: tuple = ()  # every test's status, when given
     reason: str = ""  # details["reason"] starts with this (score 0)
     stderr: str | tuple = ""  # in the first test's stderr (any of a tuple): shows what stopped the code
-    kernel_isolation: bool = True
 
 
 CASES = {
@@ -95,7 +97,9 @@ CASES = {
     # A standard-library import works (here the interpreter lives under /root, unreadable by the sandbox uid).
     "stdlib_import": Case(block("import math, heapq\nfrom collections import Counter\nprint(math.isqrt(int(input())))"), (stdio("17\n", "4\n"),), 1.0),
     # The environment holds nothing of the worker's (DATABASE_URL, the secret...).
-    "minimal_environment": Case(block("import os\nprint(sorted(os.environ))"), (stdio("", "['HOME', 'LANG', 'PATH']\n"),), 1.0),
+    "minimal_environment": Case(block("import os\nprint(sorted(os.environ))"), (stdio("", "['HOME', 'LANG', 'PATH', 'PWD']\n"),), 1.0),
+    # The root holds the interpreter's folders, the runner (/sandbox), /dev, /proc and /tmp: no /etc, /run, /var, /home, /root, no checkout.
+    "empty_root": Case(block("import os\nprint(sorted(os.listdir('/')))"), (stdio("", "['dev', 'lib', 'lib64', 'proc', 'sandbox', 'tmp', 'usr']\n"),), 1.0),
     # --- finding the code, and samples that cannot be scored
     # No fenced block at all.
     "no_code_block": Case("<answer>just add them: 3</answer>", ADD, 0.0, reason="no code block"),
@@ -127,46 +131,60 @@ CASES = {
     # Megabytes of noise before the answer: only the tail is searched.
     "huge_completion": Case("x" * 5_000_000 + block(RIGHT_ADD), ADD, 1.0),
     # --- hostile code: 0 for the test, a reason, bounded time, nothing left behind
-    # Fork bomb: RLIMIT_NPROC on the sandbox uid stops it (fork fails with EAGAIN).
+    # Fork bomb: RLIMIT_NPROC in the sandbox's user namespace stops it (fork fails with EAGAIN).
     "fork_bomb": Case(block("import os\nwhile True:\n    os.fork()"), ADD[:1], 0.0, ("runtime error",), stderr="Resource temporarily unavailable"),
-    # A fork bomb that ignores the failures: killed at the timeout, every process of the uid with it.
+    # A fork bomb that ignores the failures: killed at the timeout, every process with it.
     "fork_bomb_persistent": Case(block("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"), ADD[:1], 0.0, ("timeout",), "no test passed: timeout"),
     # Burning CPU forever.
     "infinite_loop": Case(block("while True:\n    pass"), ADD[:1], 0.0, ("timeout",), "no test passed: timeout"),
     # Sleeping forever uses no CPU: the wall-clock timeout catches it.
     "sleep_forever": Case(block("import time\ntime.sleep(10 ** 6)"), ADD[:1], 0.0, ("timeout",)),
-    # 4 GB against RLIMIT_AS.
-    "allocate_4gb": Case(block("x = bytearray(4 * 1024 ** 3)\nprint(len(x))"), ADD[:1], 0.0, ("memory limit",), "no test passed: memory limit"),
-    # Files outside the work directory: /tmp & co. are private tmpfs, the project dir is root's.
+    # 2 GB against RLIMIT_AS.
+    "allocate_2gb": Case(block("x = bytearray(2 * 1024 ** 3)\nprint(len(x))"), ADD[:1], 0.0, ("memory limit",), "no test passed: memory limit"),
+    # Files outside its tmp: /tmp is the sandbox's own tmpfs, the rest is absent or read-only.
     "write_outside": Case(
-        block(f"for path in {OUTSIDE!r}:\n    with open(path, 'w') as f:\n        f.write('pwned')\nprint('pwned')"),
-        # The project dir is root's (Permission denied) or, in a checkout under /tmp, hidden
-        # behind the private tmpfs (No such file): either way the write does not land.
-        (stdio("", "pwned\n"),), 0.0, ("runtime error",), stderr=("Permission denied", "No such file or directory"),
+        block(f"for path in {OUTSIDE!r} + ['/usr/lib/pwned-{TOKEN}']:\n    try:\n        open(path, 'w').write('pwned')\n    except OSError as e:\n        print(e)\nprint('pwned')"),
+        (stdio("", "pwned\n"),), 0.0, ("wrong answer",),
     ),
-    # Postgres and Redis on the loopback: the network namespace has no usable network.
+    # Postgres and Redis over TCP: no network but a loopback that is down, and no socket() at all.
     "network": Case(
         block("import socket\nfor port in (5432, 6379):\n    socket.create_connection(('127.0.0.1', port), timeout=1).close()\nprint('connected')"),
-        (stdio("", "connected\n"),), 0.0, ("runtime error",), stderr="Network is unreachable",
+        (stdio("", "connected\n"),), 0.0, ("runtime error",), stderr="Operation not permitted",
     ),
-    # 1 GB on stdout: killed at the output cap, never buffered.
-    "print_1gb": Case(block("import sys\nchunk = 'x' * 2 ** 20\nfor _ in range(1024):\n    sys.stdout.write(chunk)"), ADD[:1], 0.0, ("output limit",), "no test passed: output limit"),
-    # The same on stderr.
-    "stderr_flood": Case(block("import sys\nwhile True:\n    sys.stderr.write('x' * 65536)"), ADD[:1], 0.0, ("output limit",)),
-    # Background processes in sessions of their own, holding stdout open: all killed.
-    "background_processes": Case(
-        block(f"""
-            import os, subprocess
-            subprocess.Popen(['sleep', '{SLEEP_S}'], start_new_session=True)
-            if os.fork() == 0:
-                os.setsid()
-                os.execv('/bin/sleep', ['sleep', '{SLEEP_S + 1}'])
-            print('spawned')
+    # Postgres's and MariaDB's Unix sockets: not there (no /run, no /var), and socket() is refused anyway.
+    "database_unix_sockets": Case(
+        block("""
+            import os, socket
+            for path in ('/var/run/postgresql/.s.PGSQL.5432', '/run/postgresql/.s.PGSQL.5432', '/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock'):
+                print(path, os.path.exists(path))
+            socket.socket(socket.AF_UNIX).connect('/var/run/postgresql/.s.PGSQL.5432')
+            print('connected')
         """),
-        ADD[:1], 0.0, ("wrong answer",),
+        (stdio("", "connected\n"),), 0.0, ("runtime error",), stderr="Operation not permitted",
     ),
-    # Secrets: the environment is minimal, and other processes' environ cannot be read.
-    "environment_secret": Case(
+    # Any socket file anywhere it can look.
+    "any_socket_file": Case(
+        block("""
+            import os, stat
+            found = []
+            for top in os.listdir('/'):
+                if top == 'proc':
+                    continue
+                for folder, dirs, files in os.walk('/' + top):
+                    for name in files + dirs:
+                        try:
+                            if stat.S_ISSOCK(os.lstat(os.path.join(folder, name)).st_mode):
+                                found.append(os.path.join(folder, name))
+                        except OSError:
+                            pass
+            print(found)
+        """),
+        (stdio("", "['a socket']\n"),), 0.0, ("wrong answer",),
+    ),
+    # The uploaded prompt file with the expected outputs of its own tests: not in its root.
+    "read_own_tests": Case(block(f"print(open({str(UPLOAD)!r}).read())"), (stdio("", "3\n"),), 0.0, ("runtime error",), stderr="No such file or directory"),
+    # bwrap's init (PID 1) holds a minimal environment; the worker's processes are not visible.
+    "proc_1_environ": Case(
         block(f"""
             import os
             found = [os.environ.get('{SECRET_VAR}', ''), os.environ.get('DATABASE_URL', '')]
@@ -179,54 +197,51 @@ CASES = {
         """),
         (stdio("", f"{SECRET}\n"),), 0.0, ("wrong answer",),
     ),
-    # --- the audit-hook fallback (no namespaces, no uid of its own), for hosts where the kernel mechanisms are unavailable
-    # Honest code still runs.
-    "fallback_right": Case(block(RIGHT_ADD), ADD, 1.0, kernel_isolation=False),
-    "fallback_network": Case(
-        block("import socket\nsocket.create_connection(('127.0.0.1', 5432), timeout=1)\nprint('connected')"),
-        (stdio("", "connected\n"),), 0.0, ("runtime error",), stderr="sandbox: socket.", kernel_isolation=False,
+    # A user namespace of its own (root in it, then mount and unshare more): refused by seccomp.
+    "unshare": Case(
+        block("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.unshare(0x10000000) != 0:\n    raise OSError(ctypes.get_errno(), 'unshare: Operation not permitted')\nprint('root')"),
+        (stdio("", "root\n"),), 0.0, ("runtime error",), stderr="Operation not permitted",
     ),
-    # As root without the hook this write would succeed.
-    "fallback_write_outside": Case(
-        block(f"for path in {OUTSIDE!r}:\n    open(path, 'w').write('pwned')\nprint('pwned')"),
-        (stdio("", "pwned\n"),), 0.0, ("runtime error",), stderr="sandbox: writing", kernel_isolation=False,
+    # ptrace of the runner (which holds the report) and mount: refused by seccomp.
+    "ptrace_and_mount": Case(
+        block("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nbad = [libc.ptrace(16, 2, 0, 0), libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)]\nprint(bad, [ctypes.get_errno()])"),
+        (stdio("", "[0, 0] [0]\n"),), 0.0, ("wrong answer",),
     ),
-    "fallback_fork_bomb": Case(block("import os\nwhile True:\n    os.fork()"), ADD[:1], 0.0, ("runtime error",), stderr="sandbox: os.fork", kernel_isolation=False),
-    "fallback_background_process": Case(
-        block(f"import subprocess\nsubprocess.Popen(['sleep', '{SLEEP_S}'], start_new_session=True)\nprint(3)"),
-        ADD[:1], 0.0, ("runtime error",), stderr="sandbox: subprocess.Popen", kernel_isolation=False,
-    ),
-    # ctypes would go around every hook.
-    "fallback_ctypes": Case(block("import ctypes\nctypes.CDLL(None).getpid()\nprint(3)"), ADD[:1], 0.0, ("runtime error",), stderr="sandbox: ctypes.", kernel_isolation=False),
-    # The same user could read the worker's /proc/PID/environ: refused.
-    "fallback_environment_secret": Case(
+    # 1 GB on stdout: killed at the output cap, never buffered.
+    "print_1gb": Case(block("import sys\nchunk = 'x' * 2 ** 20\nfor _ in range(1024):\n    sys.stdout.write(chunk)"), ADD[:1], 0.0, ("output limit",), "no test passed: output limit"),
+    # The same on stderr.
+    "stderr_flood": Case(block("import sys\nwhile True:\n    sys.stderr.write('x' * 65536)"), ADD[:1], 0.0, ("output limit",)),
+    # Background processes in sessions of their own, holding stdout open: all killed.
+    "background_processes": Case(
         block(f"""
-            import os
-            leaked = 'nothing'
-            for pid in filter(str.isdigit, os.listdir('/proc')):
-                try:
-                    if b'{SECRET_VAR}=' in open(f'/proc/{{pid}}/environ', 'rb').read():
-                        leaked = '{SECRET}'
-                except OSError:
-                    pass
-            print(leaked)
+            import os, sys
+            for seconds in ({SLEEP_S}, {SLEEP_S + 1}):
+                if os.fork() == 0:
+                    os.setsid()
+                    os.execv(sys.executable, [sys.executable, '-c', f'import time; time.sleep({{seconds}})'])
+            print('spawned')
         """),
-        (stdio("", f"{SECRET}\n"),), 0.0, ("wrong answer",), kernel_isolation=False,
+        ADD[:1], 0.0, ("wrong answer",),
     ),
 }
 
 
 @pytest.fixture(autouse=True)
 def secret_in_environment(monkeypatch):
-    """The worker's environment holds a secret the code must not see."""
+    """The worker's environment holds a secret the code must not see, and an upload holds the answers."""
     monkeypatch.setenv(SECRET_VAR, SECRET)
+    UPLOAD.parent.mkdir(exist_ok=True)
+    UPLOAD.write_text('{"tests": [{"input": "", "output": "3"}]}\n')
+    yield
+    UPLOAD.unlink()
+    UPLOAD.parent.rmdir()
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_code_accuracy(case: Case):
     before = sandbox_leftovers(uid=None)
     start = time.monotonic()
-    reward = code_accuracy(Sample(case.completion, tests=case.tests, domain="code"), timeout_s=TIMEOUT_S, kernel_isolation=case.kernel_isolation)
+    reward = code_accuracy(Sample(case.completion, tests=case.tests, domain="code"), timeout_s=TIMEOUT_S)
     elapsed = time.monotonic() - start
 
     assert elapsed < max(1, len(case.tests)) * TIMEOUT_S + SAFETY_MARGIN_S
@@ -242,9 +257,10 @@ def test_code_accuracy(case: Case):
         expected = case.stderr if isinstance(case.stderr, tuple) else (case.stderr,)
         assert any(fragment in details["tests"][0]["stderr"] for fragment in expected), details
     sandbox = details.get("sandbox", {})
-    assert sandbox_leftovers(uid=sandbox.get("uid")) == before
-    if not case.kernel_isolation and sandbox:  # otherwise the work dir was in a private tmpfs
-        assert not os.path.exists(sandbox["workdir"])
+    # bwrap's init may still be exiting (a zombie for the host's init to reap) a moment after we return.
+    assert wait_until(lambda: sandbox_leftovers(uid=sandbox.get("uid")) == before, 2), sandbox_leftovers(uid=sandbox.get("uid"))
+    if sandbox:
+        assert sandbox["isolation"] == "bubblewrap"
 
 
 def sandbox_leftovers(uid) -> dict:
@@ -281,7 +297,7 @@ def test_extract_code(completion, code):
 
 
 def test_samples_scored_at_once_do_not_interfere():
-    """Concurrent calls (threads of one worker) each get their own uid and namespaces."""
+    """Concurrent calls (threads of one worker) each get their own uid and sandbox."""
     samples = [Sample(block(RIGHT_ADD), tests=ADD)] * 4 + [Sample(block("import os\nwhile True:\n    os.fork()"), tests=ADD)] * 2
     with ThreadPoolExecutor(6) as pool:
         rewards = list(pool.map(lambda s: code_accuracy(s, timeout_s=TIMEOUT_S), samples))
@@ -292,7 +308,9 @@ def test_samples_scored_at_once_do_not_interfere():
 def test_killing_the_caller_kills_the_sandbox():
     """A scoring pool kills a stuck worker with its process group: the sandbox, in a session
     of its own, and the code's background processes must go too."""
-    code = block(f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLEEP_S}'], start_new_session=True)\ntime.sleep(60)")
+    code = block(
+        f"import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({SLEEP_S})'])\ntime.sleep(60)"
+    )
     script = (
         "from workers.rewards.base import Sample\nfrom workers.rewards.code import code_accuracy\n"
         f"code_accuracy(Sample({code!r}, tests=({{'input': '', 'output': ''}},)), timeout_s=60)"
@@ -317,3 +335,31 @@ def wait_until(condition, timeout_s: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+SEE_NO_NAMESPACES = """
+import os, sys
+sys.path.insert(0, "workers/rewards")
+import seccomp_filter
+seccomp_filter.build().load()  # what Docker's default profile does: no unshare, no clone with namespace flags
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_without_namespaces_the_sandbox_refuses_and_runs_nothing():
+    """Where bwrap cannot make its namespaces (Docker's default seccomp, a kernel that forbids
+    them), the reward raises naming the cause and the fix: no weaker guard runs the code."""
+    script = (
+        "from workers.rewards.base import Sample\nfrom workers.rewards.code import code_accuracy\n"
+        f"code_accuracy(Sample({block(RIGHT_ADD)!r}, tests=({{'input': '1 2', 'output': '3'}},)))"
+    )
+    run = subprocess.run(["/usr/bin/python3", "-c", SEE_NO_NAMESPACES, sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "SandboxUnavailable: The code sandbox cannot start: bwrap:" in run.stderr, run.stderr
+    assert "seccomp=deploy/seccomp-bwrap.json" in run.stderr  # the fix
+
+
+def test_without_bubblewrap_the_sandbox_refuses(monkeypatch):
+    monkeypatch.setattr("workers.rewards.sandbox.BWRAP", "/nonexistent/bwrap")
+    with pytest.raises(SandboxUnavailable, match="/nonexistent/bwrap is not installed"):
+        code_accuracy(Sample(block(RIGHT_ADD), tests=ADD))

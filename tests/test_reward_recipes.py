@@ -32,7 +32,7 @@ def answer(text):
         ({"components": [{"name": "format", "extra": 1}]}, "components[0]: unknown field(s) extra"),
         ({"components": [{"name": "format", "domains": "math"}]}, "'domains' must be a list of strings"),
         ({"components": [{"name": "code_accuracy", "params": {"kernel_isolation": False}}]},
-         "components[0]: 'params' may not set kernel_isolation"),  # recipes cannot weaken the sandbox
+         "components[0]: unknown param(s) kernel_isolation for code_accuracy"),  # a typo or a knob that is gone
         ({"components": [{"name": "cosine_length"}]}, "cosine_length needs math_accuracy or code_accuracy before it"),
     ],
 )

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 
 from workers.rewards.base import Sample
+from workers.rewards.sandbox import require_sandbox
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3  # per worker: a runaway allocation raises MemoryError, not the OOM killer
 
@@ -25,6 +26,8 @@ class ScoringPool:
     """`ScoringPool(recipe_spec, processes)`, then `pool.map(samples)` yields one score dict per sample, in order."""
 
     def __init__(self, recipe_spec: dict, processes: int | None = None, timeout_s: float = 20.0):
+        if any(component.get("name") == "code_accuracy" for component in recipe_spec.get("components", ())):
+            require_sandbox()  # a job fails at once, naming the cause, instead of scoring every sample 0
         self.recipe_spec = recipe_spec
         self.timeout_s = timeout_s
         self.workers = [_Worker(recipe_spec) for _ in range(processes or os.cpu_count() or 1)]

@@ -16,6 +16,7 @@ RL mixes rule rewards for reasoning prompts with a reward model for general ones
 
 import hashlib
 import importlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from functools import cache
@@ -32,8 +33,6 @@ COMPONENTS = {
     "reward_model": "workers.rewards.reward_model.reward_model_score",
 }
 ACCURACY_COMPONENTS = ("math_accuracy", "code_accuracy")
-# Parameters a stored recipe may not set: they exist for tests of weaker fallbacks.
-FORBIDDEN_PARAMS = {"code_accuracy": {"kernel_isolation"}}
 
 DEFAULT_RECIPES = {
     # R1-Zero: rule rewards only, accuracy and format.
@@ -59,6 +58,12 @@ class ComponentSpec:
 
     def applies_to(self, sample: Sample) -> bool:
         return not self.domains or sample.domain in self.domains
+
+
+def accepted_params(name: str) -> set[str]:
+    """The keyword-only parameters of a component: what a recipe's params may set."""
+    signature = inspect.signature(component_function(name))
+    return {p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 @cache
@@ -94,9 +99,9 @@ class Recipe:
             params = raw.get("params", {})
             if not isinstance(params, dict):
                 raise RecipeError(f"{where}: 'params' must be an object")
-            forbidden = set(params) & FORBIDDEN_PARAMS.get(raw["name"], set())
-            if forbidden:
-                raise RecipeError(f"{where}: 'params' may not set {', '.join(sorted(forbidden))}")
+            unknown_params = set(params) - accepted_params(raw["name"])
+            if unknown_params:
+                raise RecipeError(f"{where}: unknown param(s) {', '.join(sorted(unknown_params))} for {raw['name']}")
             domains = raw.get("domains", [])
             if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
                 raise RecipeError(f"{where}: 'domains' must be a list of strings")
