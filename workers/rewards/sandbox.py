@@ -180,7 +180,7 @@ def interpreter_mounts() -> dict:
 
 
 def _world_readable(path: str) -> bool:
-    if not os.path.isfile(path) or not os.stat(path).st_mode & 0o005 == 0o005:
+    if not os.path.isfile(path) or os.stat(path).st_mode & 0o005 != 0o005:
         return False
     return all(os.stat(parent).st_mode & 0o001 for parent in Path(path).parents)
 
