@@ -15,7 +15,9 @@ def main() -> None:
     from django.core.management import execute_from_command_line
 
     if not settings.DATABASE_URL:  # the embedded SQLite default lives under R1_DATA_DIR
-        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        from apps.core.uploads import private_folder
+
+        private_folder(settings.DATA_DIR)
     execute_from_command_line(["r1studio", *sys.argv[1:]])
 
 

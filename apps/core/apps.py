@@ -1,4 +1,7 @@
+from pathlib import Path
+
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -13,3 +16,14 @@ class CoreConfig(AppConfig):
 
         # Sent after the last product app migrates, when every permission exists.
         post_migrate.connect(ensure_roles, sender=apps.get_app_config("curation"), dispatch_uid="r1studio-roles")
+        connection_created.connect(private_sqlite_file, dispatch_uid="r1studio-private-sqlite")
+
+
+def private_sqlite_file(sender, connection, **kwargs):
+    """The embedded SQLite file (and its WAL) holds password hashes and hidden tests: this user only."""
+    if connection.vendor != "sqlite":
+        return
+    name = str(connection.settings_dict["NAME"])
+    for path in (Path(name), Path(name + "-wal"), Path(name + "-shm")):
+        if path.is_file():
+            path.chmod(0o600)

@@ -1,6 +1,12 @@
+import os
+import shutil
+import uuid
+from pathlib import Path
+
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.template.defaultfilters import filesizeformat
+from django.utils.text import get_valid_filename
 
 
 class LimitedUploadHandler(FileUploadHandler):
@@ -35,3 +41,38 @@ class LimitedUploadHandler(FileUploadHandler):
             "r1studio import_prompts or r1studio ingest_rollouts."
         )
         raise StopUpload(connection_reset=True)
+
+
+def save_upload(upload) -> Path:
+    """Write an uploaded file to a folder of its own under UPLOAD_DIR, readable by this user only.
+
+    Uploads hold prompts with their hidden test outputs: 0700 folders and 0600 files,
+    and `discard_upload` deletes them when their job ends.
+    """
+    private_folder(settings.UPLOAD_DIR)
+    folder = settings.UPLOAD_DIR / uuid.uuid4().hex
+    folder.mkdir(mode=0o700)
+    path = folder / get_valid_filename(upload.name or "upload")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
+
+
+def discard_upload(path) -> bool:
+    """Delete an upload's folder, if `path` is an upload (under UPLOAD_DIR); True when it deleted one."""
+    if not path:
+        return False
+    uploads = settings.UPLOAD_DIR.resolve()
+    folder = Path(path).resolve().parent
+    if folder.parent != uploads:
+        return False  # a server path or something else: never ours to delete
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def private_folder(path: Path) -> Path:
+    """Create `path` (and its parents) readable by this user only; tighten it if it exists."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path

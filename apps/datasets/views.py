@@ -1,15 +1,12 @@
-import uuid
-
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_POST
 
 from apps.core.pagination import keyset_page
+from apps.core.uploads import save_upload
 from apps.datasets.forms import DatasetForm, UploadForm
 from apps.datasets.models import Dataset
 from apps.jobs import kinds
@@ -91,11 +88,3 @@ def launch_for_form(request, form, kind: str, params: dict, label: str):
     return job
 
 
-def save_upload(upload):
-    folder = settings.UPLOAD_DIR / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    path = folder / get_valid_filename(upload.name or "upload")
-    with open(path, "wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
-    return path

@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from apps.core.uploads import discard_upload
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
 
@@ -136,4 +137,6 @@ def execute(job_id: int, worker: str) -> str:
         sys.setswitchinterval(switch_interval)
     if not job.finish(status, heartbeat_at=timezone.now(), **ctx.snapshot(), **outcome):
         log.warning("job %s was no longer running when it ended (%s); left as %s", job_id, status, job.status)
+    # An uploaded input (prompts with their hidden tests) is not kept once its job has ended.
+    discard_upload(job.params.get("path"))
     return status

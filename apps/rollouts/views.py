@@ -5,9 +5,10 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.core.counting import fast_count
+from apps.core.uploads import save_upload
 from apps.curation.models import Annotation
 from apps.datasets.models import Dataset
-from apps.datasets.views import launch_for_form, save_upload
+from apps.datasets.views import launch_for_form
 from apps.jobs.models import Job
 from apps.rollouts import groups
 from apps.rollouts.browse import RolloutFilterForm

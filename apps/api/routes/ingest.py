@@ -1,15 +1,17 @@
-import shutil
-
 from ninja import File, Form, Router, Status, UploadedFile
 
 from apps.api.auth import require_perm
 from apps.api.errors import ApiError
 from apps.api.responses import WRITE
 from apps.api.schemas import IngestForm, IngestOut, IngestRefusedOut
+from apps.core.uploads import discard_upload, save_upload
 from apps.datasets.importing import ImportFileError
 from apps.datasets.models import Dataset
-from apps.datasets.views import save_upload
-from apps.rollouts.ingest import IngestValidationError, detect_ingest_format, ingest_file
+from apps.rollouts.ingest import (
+    IngestValidationError,
+    detect_ingest_format,
+    ingest_file,
+)
 
 router = Router(tags=["rollouts"])
 
@@ -40,7 +42,7 @@ def ingest(request, file: File[UploadedFile], options: Form[IngestForm]):
         raise ApiError(422, [{"loc": ["form", "file"], "msg": str(exc), "type": "value_error"}]) from None
     finally:
         # The rows are in the database now (or were refused); the upload itself is not kept.
-        shutil.rmtree(path.parent, ignore_errors=True)
+        discard_upload(path)
     return Status(201, {"job": result.job_id, "landed": result.landed, "duplicates": result.duplicates,
                         "rejected": result.rejected, "rejected_count": result.rejected_count,
                         "records": result.records, "prompts_created": result.prompts_created})
