@@ -33,6 +33,9 @@ if PRODUCTION:
 # Where the embedded default keeps its SQLite file, broker queue, uploads and checkpoints.
 DATA_DIR = Path(env_str("R1_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 UPLOAD_DIR = DATA_DIR / "uploads"
+# Folders whose files a web or API user may name as a job's server path (uploads are always
+# allowed). Empty by default: naming server paths is off until an operator lists roots.
+IMPORT_ROOTS = [Path(root).resolve() for root in env_list("R1_IMPORT_ROOTS", [])]
 STORAGE_ROOT = Path(env_str("R1_STORAGE_ROOT", str(DATA_DIR / "storage"))).resolve()
 
 INSTALLED_APPS = [

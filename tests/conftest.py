@@ -1,4 +1,5 @@
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def make_user(username: str, role: str | None = None, **extra) -> User:
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+@pytest.fixture(autouse=True)
+def import_roots(settings):
+    """As an operator would: server paths under the temporary folder (where tests write files) may be named."""
+    settings.IMPORT_ROOTS = [Path(tempfile.gettempdir()).resolve()]
+    return settings.IMPORT_ROOTS
 
 
 @pytest.fixture

@@ -416,7 +416,7 @@ def test_the_job_parameters_are_checked(dataset, tmp_path):
 
     with pytest.raises(ValidationError) as exc:
         kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(tmp_path / "nope.jsonl")})
-    assert "does not exist" in exc.value.message_dict["path"][0]
+    assert "is not a file or folder under an allowed import root" in exc.value.message_dict["path"][0]
     with pytest.raises(ValidationError) as exc:
         kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(tmp_path), "format": "csv"})
     assert "format" in exc.value.message_dict

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django import forms
+from django.conf import settings
 
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, Prompt
@@ -289,17 +290,34 @@ class FieldMappingForm(forms.Form):
     )
 
 
+def allowed_server_path(path: Path) -> bool:
+    """True when `path` exists and resolves (symlinks followed) under an import root or the upload folder."""
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return False
+    roots = [settings.UPLOAD_DIR.resolve(), *settings.IMPORT_ROOTS]
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
 class ServerPathForm(forms.Form):
     """A file or folder already on the server (a job's input); an empty `format` is detected from it."""
 
-    path = forms.CharField(max_length=4096, help_text="File or folder on the server")
+    path = forms.CharField(max_length=4096, help_text="File or folder on the server, under R1_IMPORT_ROOTS")
     detect = staticmethod(detect_format)
+    via = "web"  # kinds.validate_params sets it: "cli" (an operator at the shell) may name any path
 
     def clean_path(self):
         path = Path(self.cleaned_data["path"])
-        if not path.exists():
-            raise forms.ValidationError(f"{path} does not exist on the server")
-        return str(path)
+        if self.via == "cli":
+            if not path.exists():
+                raise forms.ValidationError(f"{path} does not exist on the server")
+            return str(path)
+        if not allowed_server_path(path):
+            # The same answer whether the path is missing or outside the roots: no probing the disk.
+            roots = ", ".join(map(str, settings.IMPORT_ROOTS)) or "none (an operator sets R1_IMPORT_ROOTS)"
+            raise forms.ValidationError(f"{path} is not a file or folder under an allowed import root. Allowed roots: {roots}")
+        return str(path.resolve())
 
     def clean(self):
         data = super().clean()

@@ -71,12 +71,13 @@ def param_defaults(form_class) -> dict:
             for name, f in form_class.base_fields.items() if f.initial is not None}
 
 
-def validate_params(kind: str, params: dict) -> dict:
+def validate_params(kind: str, params: dict, via: str = "web") -> dict:
     spec = KINDS.get(kind)
     if spec is None:
         raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}"})
     form_class = import_string(spec.params_form)
     form = form_class(data=param_defaults(form_class) | params)
+    form.via = via  # what a server-path field may name depends on who asks
     if not form.is_valid():
         raise ValidationError(form.errors.as_data())
     return {name: _jsonable(value) for name, value in form.cleaned_data.items()}
@@ -84,7 +85,7 @@ def validate_params(kind: str, params: dict) -> dict:
 
 def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = True, via: str = "web") -> Job:
     """Validate, create the Job row (and its audit event) and, after commit, hand its id to a worker."""
-    clean = validate_params(kind, params)
+    clean = validate_params(kind, params, via)
     job = Job.objects.create(
         kind=kind,
         label=label or KINDS[kind].label,

@@ -70,7 +70,7 @@ class Command(BaseCommand):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(p) + "\n" for p in arithmetic_dataset(n, seed=0)))
         job = kinds.launch(
-            "import_prompts", {"dataset": dataset.pk, "path": str(path)}, label="Seed demo prompts", enqueue=False
+            "import_prompts", {"dataset": dataset.pk, "path": str(path)}, label="Seed demo prompts", enqueue=False, via="cli"
         )
         execute(job.pk, worker="demo-setup")
         job.refresh_from_db()
