@@ -52,11 +52,14 @@ def page(live_server, admin_client, monkeypatch):
         context.add_cookies([{"name": "sessionid", "value": admin_client.cookies["sessionid"].value,
                               "url": live_server.url}])
         page = context.new_page()
-        errors = []
+        errors, refused = [], []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # The Content-Security-Policy (apps/core/middleware.py) must not refuse anything our pages use.
+        page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
         yield page
         browser.close()
         assert errors == [], errors  # no page threw a JavaScript error
+        assert refused == [], refused
 
 
 def test_filter_search_page_deep_open_a_rollout_its_group_and_the_dashboard(page, grpo_run, artifacts):
