@@ -32,3 +32,25 @@ def test_every_response_carries_the_content_security_policy(client, admin_client
         response = who.get(url)
         assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert "script-src 'self';" in CONTENT_SECURITY_POLICY and "unsafe-eval" not in CONTENT_SECURITY_POLICY
+
+
+@pytest.mark.parametrize("name, allowed", [("R1_KEY_OPENAI", True), (None, True), ("DATABASE_URL", False),
+                                           ("SECRET_KEY", False), ("R1_KEY_", False), (["R1_KEY_X"], False)])
+def test_a_model_may_name_only_prefixed_key_variables(name, allowed, monkeypatch):
+    from django.core.exceptions import ValidationError
+
+    from apps.training.models import ModelVersion
+    from workers.generation.base import BackendUnavailable
+    from workers.generation.factory import make_backend
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/x")
+    config = {"base_url": "http://127.0.0.1:9/v1", **({"api_key_env": name} if name is not None else {})}
+    version = ModelVersion(name="api", backend="openai", uri="m", config=config)
+    if allowed:
+        version.clean()
+        make_backend("openai", "m", config)
+    else:
+        with pytest.raises(ValidationError, match="api_key_env must name a variable starting with R1_KEY_"):
+            version.clean()
+        with pytest.raises(BackendUnavailable, match="R1_KEY_"):  # a row saved around the form is refused too
+            make_backend("openai", "m", config)

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -28,6 +29,12 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+    def clean(self):
+        from workers.generation.factory import api_key_env_error
+
+        if error := api_key_env_error((self.config or {}).get("api_key_env")):
+            raise ValidationError({"config": error})
 
     def __str__(self):
         return self.name
