@@ -238,10 +238,13 @@ def test_an_empty_job_renders_a_clear_message(admin_client):
     assert rows[0][0] == "step" and len(rows) == 1
 
 
-def test_a_missing_job_is_404_and_any_logged_in_user_may_look(client, users, grpo_job):
+def test_a_missing_job_is_404_and_any_user_with_a_role_may_look(client, users, grpo_job):
     for name in ["job_dashboard", "job_dashboard_data", "job_dashboard_csv"]:
         assert client.get(reverse(name, args=[grpo_job.pk])).status_code == 302, name  # login first
-    client.force_login(users["stranger"])  # no role at all
+    client.force_login(users["stranger"])  # no role at all: the "no role yet" page, no data
+    for name in ["job_dashboard", "job_dashboard_data", "job_dashboard_csv"]:
+        assert client.get(reverse(name, args=[grpo_job.pk])).status_code == 403, name
+    client.force_login(users["viewer"])
     for name in ["job_dashboard", "job_dashboard_data", "job_dashboard_csv"]:
         assert client.get(reverse(name, args=[grpo_job.pk])).status_code == 200, name
         assert client.get(reverse(name, args=[grpo_job.pk + 1000])).status_code == 404, name

@@ -45,3 +45,27 @@ class CleanInputMiddleware:
             if "\x00" in name or any("\x00" in value for value in values):
                 return HttpResponseBadRequest(f"The field {name!r} contains a NUL byte", content_type="text/plain")
         return self.get_response(request)
+
+
+# Pages a signed-in user with no role may still reach: signing in and out, static files, the
+# health check, the admin site (its own staff check) and the API (tokens and a 403 naming the permission).
+OPEN_WITHOUT_A_ROLE = ("/accounts/", "/static/", "/healthz", "/admin/", "/api/")
+
+
+class RoleRequiredMiddleware:
+    """A signed-in user in no group (no permission at all) sees one page saying so and whom to
+    ask, never data: every page's view_* checks assume a role was given on purpose."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and not request.path.startswith(OPEN_WITHOUT_A_ROLE) and not user.get_all_permissions():
+            from django.contrib.auth.models import User
+            from django.db.models import Q
+            from django.shortcuts import render
+
+            admins = User.objects.filter(Q(is_superuser=True) | Q(groups__name="admin"), is_active=True).distinct()
+            return render(request, "registration/no_role.html", {"admins": admins.order_by("username")[:10], "no_role": True}, status=403)
+        return self.get_response(request)
