@@ -45,7 +45,7 @@ class TestJobStates:
         with pytest.raises(ValidationError) as exc:
             kinds.launch("import_prompts", {"dataset": dataset.pk, "path": "/nonexistent/file.jsonl"})
         assert "path" in exc.value.message_dict
-        assert "does not exist" in exc.value.message_dict["path"][0]
+        assert "is not a file or folder under an allowed import root" in exc.value.message_dict["path"][0]
         with pytest.raises(ValidationError) as exc:
             kinds.launch("import_prompts", {"dataset": 999999, "path": "/tmp"})
         assert "dataset" in exc.value.message_dict
