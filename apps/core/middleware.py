@@ -1,7 +1,10 @@
 """Request checks and response headers that every page gets."""
 
+from django.contrib.auth.models import User
+from django.db.models import Q
 from django.http import HttpResponseBadRequest
 from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import render
 
 # What KaTeX, htmx and Chart.js need, all served from our own static files, and nothing more:
 # no inline or remote script; inline *styles* because KaTeX positions glyphs with style attributes.
@@ -66,10 +69,6 @@ class RoleRequiredMiddleware:
     def __call__(self, request):
         user = request.user
         if user.is_authenticated and not request.path.startswith(OPEN_WITHOUT_A_ROLE) and not user.get_all_permissions():
-            from django.contrib.auth.models import User
-            from django.db.models import Q
-            from django.shortcuts import render
-
             admins = User.objects.filter(Q(is_superuser=True) | Q(groups__name="admin"), is_active=True).distinct()
             return render(request, "registration/no_role.html", {"admins": admins.order_by("username")[:10], "no_role": True}, status=403)
         return self.get_response(request)

@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workers.rewards.sandbox_runner import memfd
+
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
 SECCOMP_SCRIPT = Path(__file__).resolve().parent / "seccomp_filter.py"
 # The interpreter with libseccomp's binding (python3-seccomp), used only to compile the filter.
@@ -63,7 +65,7 @@ def run_in_sandbox(job: dict, timeout_s: float) -> dict:
     Raises SandboxUnavailable when bwrap itself cannot start (the code never ran).
     """
     mounts = interpreter_mounts()
-    seccomp_fd = _memfd("seccomp", seccomp_bpf())
+    seccomp_fd = memfd("seccomp", seccomp_bpf())  # not CLOEXEC: bwrap reads it
     uid = _sandbox_uid()
     try:
         process = subprocess.Popen(
@@ -122,7 +124,7 @@ def bwrap_command(mounts: dict, seccomp_fd: int) -> list[str]:
     # checkout, data or storage folder, so no socket file and no upload to read.
     for path in mounts["read_only"]:
         command += ["--ro-bind", path, path]
-    for path in hidden_paths(mounts):
+    for path in mounts["hidden"]:
         command += ["--tmpfs", path]
     command += ["--ro-bind", str(RUNNER), SANDBOX_ROOT_RUNNER]
     command += [
@@ -138,19 +140,15 @@ def bwrap_command(mounts: dict, seccomp_fd: int) -> list[str]:
     return command
 
 
+PROBE_LIMITS = {"timeout_s": 1.0, "memory_mb": 256, "output_bytes": 1000, "processes": 4, "file_mb": 1}
+
+
+@functools.cache  # a success is remembered for the process; a failure is tried again next time
 def require_sandbox() -> None:
-    """Raise SandboxUnavailable unless a sandbox starts here (run once per process, then cached)."""
-    _probe()
-
-
-@functools.cache
-def _probe() -> None:
+    """Raise SandboxUnavailable unless a sandbox starts here."""
     report = run_in_sandbox({"code": "", "tests": [], "limits": PROBE_LIMITS}, timeout_s=10)
     if "error" in report:
         raise SandboxUnavailable(report["error"])
-
-
-PROBE_LIMITS = {"timeout_s": 1.0, "memory_mb": 256, "output_bytes": 1000, "processes": 4, "file_mb": 1}
 
 
 @functools.cache
@@ -175,7 +173,8 @@ def interpreter_mounts() -> dict:
     """
     for candidate in (os.path.realpath(sys.executable), os.path.realpath("/usr/bin/python3")):
         if _world_readable(candidate):
-            return {"python": candidate, "read_only": _needed_paths(candidate)}
+            read_only = _needed_paths(candidate)
+            return {"python": candidate, "read_only": read_only, "hidden": _installed_packages(read_only)}
     raise SandboxUnavailable(f"no Python interpreter readable by an unprivileged user ({sys.executable}, /usr/bin/python3)")
 
 
@@ -207,9 +206,9 @@ def _needed_paths(python: str) -> list[str]:
     return sorted({python, stdlib, *loaders, *directories})
 
 
-def hidden_paths(mounts: dict) -> list[str]:
+def _installed_packages(read_only: list[str]) -> list[str]:
     """Installed packages beside the standard library (python:3.11-slim keeps them there): covered by an empty tmpfs."""
-    candidates = (os.path.join(path, "site-packages") for path in mounts["read_only"])
+    candidates = (os.path.join(path, "site-packages") for path in read_only)
     return [path for path in candidates if os.path.isdir(path)]
 
 
@@ -218,10 +217,3 @@ def _sandbox_uid() -> int | None:
     if os.geteuid() != 0:
         return None
     return random.SystemRandom().randrange(*SANDBOX_UID_RANGE)
-
-
-def _memfd(name: str, data: bytes) -> int:
-    fd = os.memfd_create(name, 0)  # not CLOEXEC: bwrap reads it
-    os.write(fd, data)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd

@@ -88,7 +88,7 @@ def run_test(job: dict, test: dict) -> dict:
     "stderr_tail", "result" (JSON text of the function's return value, or None)}.
     """
     limits = job["limits"]
-    stdin = _memfd(test.get("stdin", "").encode("utf-8", "surrogatepass"))
+    stdin = memfd("stdin", test.get("stdin", "").encode("utf-8", "surrogatepass"))
     pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
     sys.stdout.flush()
     sys.stderr.flush()
@@ -119,8 +119,9 @@ def run_test(job: dict, test: dict) -> dict:
     }
 
 
-def _memfd(data: bytes) -> int:
-    fd = os.memfd_create("stdin")
+def memfd(name: str, data: bytes) -> int:
+    """An in-memory file holding `data`, positioned at its start, inherited by children (no CLOEXEC)."""
+    fd = os.memfd_create(name, 0)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

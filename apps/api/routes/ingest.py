@@ -7,11 +7,7 @@ from apps.api.schemas import IngestForm, IngestOut, IngestRefusedOut
 from apps.core.uploads import discard_upload, save_upload
 from apps.datasets.importing import ImportFileError
 from apps.datasets.models import Dataset
-from apps.rollouts.ingest import (
-    IngestValidationError,
-    detect_ingest_format,
-    ingest_file,
-)
+from apps.rollouts.ingest import IngestValidationError, detect_ingest_format, ingest_file
 
 router = Router(tags=["rollouts"])
 
