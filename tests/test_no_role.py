@@ -1,8 +1,10 @@
-"""A signed-in user in no group sees, on every page, only that they have no role yet and whom to ask.
+"""A signed-in user in no group sees, on every page, only that they have no role yet and whom to ask;
+a user whose only permission is not a product view_* permission sees no data page either.
 
 The URL conf is enumerated, so a page added later cannot slip through."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import URLPattern, URLResolver, get_resolver
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +46,19 @@ def test_a_user_in_no_group_sees_no_data(client, users, url):
         assert "You have no role yet" in text
         assert "Ask an administrator" in text and "<strong>admin_user</strong>" in text  # whom to ask
         assert "<nav>" not in text
+
+
+@pytest.mark.parametrize("url", CLOSED)
+def test_every_page_asks_for_its_view_permission(client, users, url):
+    """A permission outside the product (here: seeing user accounts) passes the no-role check but
+    must open no data page: each asks for the view_* permissions the API asks for."""
+    user = users["stranger"]
+    user.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client.force_login(user)
+    for method in (client.get, client.post):
+        response = method(url)
+        assert response.status_code in (403, 405), (url, method, response.status_code)  # 405: POST-only or GET-only
+    assert {client.get(url).status_code, client.post(url).status_code} != {405}, url
 
 
 def test_a_viewer_still_sees_the_pages(client, users):

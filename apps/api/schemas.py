@@ -277,17 +277,6 @@ class IngestForm(Schema):
     model_name: Text = Field("", max_length=200, description="The model that produced them (registered if new)")
 
 
-class IngestOut(Schema):
-    job: int = Field(description="The ingest job the rollouts belong to")
-    landed: int = Field(description="Rollouts written")
-    duplicates: int = Field(description="Records repeating an earlier record's (prompt, step, sample) in the file")
-    rejected: list[dict] = Field(description='With partial: the bad records, [{"line": "line 17", "errors": [...]}] '
-                                             "(the first 1000)")
-    rejected_count: int
-    records: int = Field(description="Records read")
-    prompts_created: int
-
-
 class IngestRefusedOut(ErrorOut):
     """A 413 (file over MAX_UPLOAD_MB)."""
 
@@ -356,7 +345,8 @@ class AnnotationOut(Schema):
     edited_reasoning: str
     edited_summary: str
     tags: list
-    notes: str
+    notes: str = Field(description="The annotator's private notes: empty unless you are the annotator, a reviewer "
+                                   "or an admin")
     version: int = Field(description="Send back as expected_version when changing the annotation")
     created_at: datetime
     updated_at: datetime
@@ -368,6 +358,10 @@ class AnnotationOut(Schema):
     @staticmethod
     def resolve_queue(obj):
         return obj.item.queue_id
+
+    @staticmethod
+    def resolve_notes(obj, context):
+        return obj.notes_for(context["request"].user)
 
     @staticmethod
     def resolve_rollout(obj):

@@ -11,6 +11,7 @@ from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
 
 
+@permission_required(("datasets.view_dataset", "rollouts.view_rollout", "jobs.view_job"), raise_exception=True)
 def home(request):
     return render(
         request,

@@ -106,6 +106,10 @@ class Annotation(models.Model):
     def __str__(self):
         return f"{self.annotator} on {self.item_id}: {self.verdict}"
 
+    def notes_for(self, user) -> str:
+        """Notes are the annotator's private remarks: shown to them and to reviewers and admins (who adjudicate)."""
+        return self.notes if self.annotator_id == user.pk or user.has_perm("curation.adjudicate") else ""
+
 
 class AnnotationRevision(models.Model):
     """Every saved state of an annotation: the provenance of each edit and who made it. Never changed."""

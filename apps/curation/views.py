@@ -98,6 +98,7 @@ def queue_detail(request, pk):
     return render(request, "curation/detail.html", context)
 
 
+@permission_required("curation.view_reviewqueue", raise_exception=True)
 def review_next(request, pk):
     """The annotator's next pending item, or the queue page when there is none."""
     queue = get_object_or_404(ReviewQueue, pk=pk)
@@ -120,6 +121,7 @@ def _assigned_or_refuse(queue, user, position) -> Annotation:
     return annotation
 
 
+@permission_required(("curation.view_reviewqueue", "rollouts.view_rollout"), raise_exception=True)
 def review_item(request, pk, position):
     queue = get_object_or_404(ReviewQueue, pk=pk)
     annotation = _assigned_or_refuse(queue, request.user, position)
@@ -161,6 +163,7 @@ def _state(annotation: Annotation) -> dict:
 
 
 @require_POST
+@permission_required("curation.change_annotation", raise_exception=True)
 def review_save(request, pk, position):
     """Autosave and explicit saves: JSON in, JSON out; 409 with their state on a conflict."""
     queue = get_object_or_404(ReviewQueue, pk=pk)

@@ -62,6 +62,7 @@ def rollout_bulk(request):
     return render(request, "datasets/bulk_preview.html", context, status=status)
 
 
+@permission_required("datasets.view_bulkaction", raise_exception=True)
 def bulk_list(request):
     actions = BulkAction.objects.select_related("dataset", "user", "job")
     try:
@@ -71,6 +72,7 @@ def bulk_list(request):
     return render(request, "datasets/bulk_list.html", {"page": page})
 
 
+@permission_required("datasets.view_bulkaction", raise_exception=True)
 def bulk_detail(request, pk):
     action = get_object_or_404(BulkAction.objects.select_related("dataset", "user", "job", "undone_by"), pk=pk)
     context = {"action": action, "job": action.job, "phrases": describe_filter(action.filter_params),

@@ -40,6 +40,7 @@ def _bad_request(request, message: str):
     return render(request, "error.html", {"message": message}, status=400)
 
 
+@permission_required("datasets.view_datasetversion", raise_exception=True)
 def version_list(request, name):
     dataset = get_object_or_404(Dataset, name=name)
     versions = list(dataset.versions.select_related("created_by").order_by("number"))
@@ -53,6 +54,7 @@ def version_list(request, name):
     return render(request, "datasets/version_list.html", context)
 
 
+@permission_required("datasets.view_datasetversion", raise_exception=True)
 def version_detail(request, pk):
     version = get_object_or_404(DatasetVersion.objects.select_related("dataset", "created_by"), pk=pk)
     entries = (DatasetVersionExample.objects.filter(version=version).select_related("example")
@@ -80,6 +82,7 @@ def version_detail(request, pk):
     return render(request, "datasets/version_detail.html", context)
 
 
+@permission_required("datasets.view_datasetversion", raise_exception=True)
 def version_diff(request):
     choices = DatasetVersion.objects.select_related("dataset").order_by("dataset__name", "-number")
     raw = {name: request.GET.get(name, "").strip() for name in ("a", "b")}

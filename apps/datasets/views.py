@@ -13,6 +13,7 @@ from apps.jobs import kinds
 from apps.jobs.models import Job
 
 
+@permission_required("datasets.view_dataset", raise_exception=True)
 def dataset_list(request):
     datasets = Dataset.objects.annotate(prompt_count=Count("prompts"))
     query = request.GET.get("q", "").strip()
@@ -34,6 +35,7 @@ def dataset_create(request):
     return render(request, "datasets/list.html", {"datasets": datasets, "form": form}, status=400)
 
 
+@permission_required(("datasets.view_dataset", "datasets.view_prompt"), raise_exception=True)
 def dataset_detail(request, name):
     dataset = get_object_or_404(Dataset, name=name)
     prompts = dataset.prompts.all()

@@ -22,6 +22,7 @@ OWN_PAGE = {"import_prompts", "ingest_rollouts", "bulk_accept", "compose_version
 LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name not in OWN_PAGE]
 
 
+@permission_required("jobs.view_job", raise_exception=True)
 def job_list(request):
     jobs = Job.objects.select_related("created_by")
     status = request.GET.get("status", "")
@@ -35,6 +36,7 @@ def job_list(request):
     return render(request, "jobs/list.html", context)
 
 
+@permission_required("jobs.view_job", raise_exception=True)
 def job_detail(request, pk):
     job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
     template = "jobs/_status.html" if request.htmx else "jobs/detail.html"
@@ -127,6 +129,7 @@ def _dashboard_job(request, pk):
     return job, dashboard.parse_min_reward(request.GET.get("min_reward"))
 
 
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
 def job_dashboard(request, pk):
     try:
         job, min_reward = _dashboard_job(request, pk)
@@ -138,6 +141,7 @@ def job_dashboard(request, pk):
     return render(request, "jobs/dashboard.html", context)
 
 
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
 def job_dashboard_data(request, pk):
     try:
         job, min_reward = _dashboard_job(request, pk)
@@ -146,6 +150,7 @@ def job_dashboard_data(request, pk):
     return JsonResponse(dashboard.dashboard_data(job, min_reward))
 
 
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
 def job_dashboard_csv(request, pk):
     try:
         job, min_reward = _dashboard_job(request, pk)

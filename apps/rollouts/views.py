@@ -21,6 +21,7 @@ RAW_FIELDS = ("completion", "reasoning", "answer", "prompt_text")
 OTHER_CHECKPOINTS = 20
 
 
+@permission_required("rollouts.view_rollout", raise_exception=True)
 def rollout_list(request):
     form = RolloutFilterForm(request.GET)
     context = {"form": form, "query": _query_without(request.GET, "after")}
@@ -41,6 +42,7 @@ def rollout_list(request):
     return response
 
 
+@permission_required("rollouts.view_rollout", raise_exception=True)
 def rollout_count(request):
     form = RolloutFilterForm(request.GET)
     if not form.is_valid():
@@ -48,6 +50,7 @@ def rollout_count(request):
     return render(request, "rollouts/_count.html", {"count": fast_count(form.rollouts(), form.is_filtered())})
 
 
+@permission_required(("rollouts.view_rollout", "curation.view_annotation"), raise_exception=True)
 def rollout_detail(request, pk):
     rollout = get_object_or_404(Rollout.objects.select_related("prompt__dataset", "job", "model_version"), pk=pk)
     others = (
@@ -56,7 +59,9 @@ def rollout_detail(request, pk):
         .only("job_id", "step", "total_reward", "is_correct", "model_version__name", "model_version__step")
         .order_by("-pk")[:OTHER_CHECKPOINTS]
     )
-    annotations = Annotation.objects.filter(item__rollout=rollout).select_related("annotator", "item__queue")
+    annotations = list(Annotation.objects.filter(item__rollout=rollout).select_related("annotator", "item__queue"))
+    for annotation in annotations:
+        annotation.shown_notes = annotation.notes_for(request.user)
     context = {
         "rollout": rollout,
         "prompt": render_markdown(rollout.prompt_text or rollout.prompt.question),
@@ -71,6 +76,7 @@ def rollout_detail(request, pk):
     return render(request, "rollouts/detail.html", context)
 
 
+@permission_required("rollouts.view_rollout", raise_exception=True)
 def rollout_raw(request, pk):
     """One text field of a rollout in full, as plain text: the way to see past the page's cut."""
     field = request.GET.get("field", "completion")
@@ -80,6 +86,7 @@ def rollout_raw(request, pk):
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
+@permission_required("rollouts.view_rollout", raise_exception=True)
 def rollout_group(request, pk):
     rollout = get_object_or_404(Rollout.objects.select_related("prompt", "job"), pk=pk)
     members = groups.group_of(rollout)
@@ -90,6 +97,7 @@ def rollout_group(request, pk):
     return render(request, "rollouts/group.html", {"rollout": rollout, "members": members})
 
 
+@permission_required("rollouts.view_rollout", raise_exception=True)
 def rollout_diff(request):
     try:
         old, new = (int(request.GET.get(name, "")) for name in ("a", "b"))

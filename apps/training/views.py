@@ -1,3 +1,4 @@
+from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.training.comparison import ComparisonError, compare_prompts, evaluation_pair, evaluation_table, metric_rows
@@ -5,11 +6,13 @@ from apps.training.models import ModelVersion
 from apps.training.pipeline import lineage_root, pipeline_for
 
 
+@permission_required("training.view_modelversion", raise_exception=True)
 def model_list(request):
     versions = ModelVersion.objects.select_related("parent", "produced_by")
     return render(request, "training/models.html", {"versions": versions})
 
 
+@permission_required(("training.view_modelversion", "jobs.view_job"), raise_exception=True)
 def pipeline(request, pk):
     """The R1 stages of a base model; any model of the lineage leads to its base's page."""
     version = get_object_or_404(ModelVersion, pk=pk)
@@ -19,12 +22,14 @@ def pipeline(request, pk):
     return render(request, "training/pipeline.html", {"base": root, "stages": pipeline_for(root)})
 
 
+@permission_required("training.view_evaluation", raise_exception=True)
 def evaluation_list(request):
     """Every checkpoint's pass@1 and cons@k per benchmark; ?dataset=<name> keeps one benchmark."""
     dataset = request.GET.get("dataset", "")
     return render(request, "training/evaluations.html", {"table": evaluation_table(dataset), "dataset": dataset})
 
 
+@permission_required(("training.view_evaluation", "datasets.view_prompt"), raise_exception=True)
 def evaluation_compare(request):
     """Two evaluations of one benchmark: metrics side by side, then the prompts B fixed and broke."""
     try:
