@@ -146,6 +146,10 @@ WHITENOISE_USE_FINDERS = True
 
 # Uploads: anything above this many bytes is refused while it streams in.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 512, minimum=1) * 1024 * 1024
+# What an import or ingest may expand to (zip and gzip contents, Parquet's uncompressed column data,
+# checked before reading), and the longest line of a JSONL or CSV file: a bomb is refused, not read.
+MAX_EXPANDED_BYTES = env_int("R1_MAX_EXPANDED_MB", 4096, minimum=1) * 1024 * 1024
+MAX_LINE_BYTES = env_int("R1_MAX_LINE_MB", 16, minimum=1) * 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
     "apps.core.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",

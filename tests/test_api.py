@@ -12,7 +12,7 @@ from apps.core.models import AuditEvent
 from apps.datasets.models import DatasetVersion, Example
 from apps.jobs import kinds
 from apps.jobs.models import Job
-from tests.conftest import write_jsonl
+from tests.conftest import wait_for_job, write_jsonl
 from tests.rollout_factory import add_prompt, add_rollouts, solved
 
 pytestmark = pytest.mark.django_db
@@ -437,6 +437,18 @@ class TestAnnotations:
         assert items.json()["items"][0]["rollout"] == annotation.item.rollout_id
         assert viewer.get("/annotations", {"annotator": "reviewer_user"}).json()["items"] == []
 
+    def test_private_notes_reach_only_the_annotator_reviewers_and_admins(self, api_as, annotation, users, client):
+        annotation.notes = "I think the reference answer is wrong"
+        annotation.save()
+        notes = {role: api_as(role).get("/annotations").json()["items"][0]["notes"]
+                 for role in ("viewer", "annotator", "reviewer", "admin")}
+        assert notes == {"viewer": "", "annotator": annotation.notes, "reviewer": annotation.notes,
+                         "admin": annotation.notes}
+        page = f"/rollouts/{annotation.item.rollout_id}/"
+        for role, shown in (("viewer", False), ("reviewer", True), ("annotator", True)):
+            client.force_login(users[role])
+            assert ("reference answer is wrong" in client.get(page).content.decode()) is shown, role
+
     def test_patch_saves_and_a_stale_version_is_a_409_naming_who_saved(self, api_as, annotation):
         annotator = api_as("annotator")
         saved = annotator.patch(f"/annotations/{annotation.pk}", {
@@ -482,30 +494,42 @@ class TestIngest:
             return api.client.post("/api/rollouts/ingest", {"file": f, "dataset": "gsm-mini", **fields},
                                    headers=api.headers)
 
-    def test_a_good_file_lands(self, api_as, dataset, tmp_path):
+    @pytest.mark.django_db(transaction=True)
+    def test_a_good_file_lands_through_a_job_on_a_worker(self, celery_worker, api_as, dataset, tmp_path):
+        from pathlib import Path
+
         from apps.rollouts.models import Rollout
 
         path = write_jsonl(tmp_path / "rollouts.jsonl", [ingest_record(i) for i in range(4)])
-        response = self.upload(api_as("admin"), path, model_name="other-trainer")
-        assert response.status_code == 201, response.content
-        body = response.json()
-        assert (body["landed"], body["duplicates"], body["rejected"]) == (4, 0, [])
-        assert Rollout.objects.filter(job_id=body["job"]).count() == 4
-        assert AuditEvent.objects.get(action="rollouts.ingest").via == "api"
+        admin = api_as("admin")
+        response = self.upload(admin, path, model_name="other-trainer")
+        assert response.status_code == 202, response.content
+        queued = response.json()
+        assert (queued["kind"], queued["params"]["format"], queued["created_by"]) == ("ingest_rollouts", "jsonl",
+                                                                                       "admin_user")
+        job = wait_for_job(Job.objects.get(pk=queued["id"]))
+        followed = admin.get(f"/jobs/{job.pk}").json()
+        assert followed["status"] == "succeeded", followed["error"]
+        assert (followed["result"]["landed"], followed["result"]["duplicates"]) == (4, 0)
+        assert Rollout.objects.filter(job=job).count() == 4
+        assert AuditEvent.objects.get(action="job.launch").via == "api"
+        assert not Path(job.params["path"]).parent.exists()  # the upload went with its job
 
-    def test_one_bad_line_lands_nothing_and_is_named(self, api_as, dataset, tmp_path):
+    @pytest.mark.django_db(transaction=True)
+    def test_one_bad_line_lands_nothing_and_is_named(self, celery_worker, api_as, dataset, tmp_path):
         from apps.rollouts.models import Rollout
 
         records = [ingest_record(i) for i in range(3)] + [{"prompt": "no completion"}]
         path = write_jsonl(tmp_path / "rollouts.jsonl", records)
-        response = self.upload(api_as("admin"), path, format="jsonl")
-        assert response.status_code == 422
-        body = response.json()
-        assert "nothing was ingested" in body["detail"] and body["error_count"] == 1
-        assert "line 4" in body["errors"][0] and "completion" in body["errors"][0]
+        admin = api_as("admin")
+        failed = wait_for_job(Job.objects.get(pk=self.upload(admin, path, format="jsonl").json()["id"]))
+        body = admin.get(f"/jobs/{failed.pk}").json()
+        assert body["status"] == "failed" and "nothing was ingested" in body["error"]
+        assert "line 4: field 'completion'" in body["error"]
         assert Rollout.objects.count() == 0
-        partial = self.upload(api_as("admin"), path, format="jsonl", partial="true").json()
-        assert partial["landed"] == 3 and partial["rejected"][0]["line"] == "line 4"
+        partial = wait_for_job(Job.objects.get(pk=self.upload(admin, path, format="jsonl", partial="true").json()["id"]))
+        result = admin.get(f"/jobs/{partial.pk}").json()["result"]
+        assert result["landed"] == 3 and list(result["rejected"]) == ["line 4"]
 
     def test_ingest_needs_the_permission_and_a_known_dataset(self, api_as, dataset, tmp_path):
         path = write_jsonl(tmp_path / "rollouts.jsonl", [ingest_record(0)])

@@ -139,8 +139,8 @@ def test_a_ragged_csv_names_the_line(dataset, tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("question,answer\nWhat is 1+1?,2\nWhat is 2+2?,4,extra\nWhat is 3+3?\n")
     assert_failed_with_nothing_written(
-        run_import(dataset, path), "line 3: expected 2 columns (question, answer), found 3",
-        "line 4: expected 2 columns (question, answer), found 1",
+        run_import(dataset, path), "line 3: expected 2 columns (as many as the header line), found 3",
+        "line 4: expected 2 columns (as many as the header line), found 1",
     )
 
 

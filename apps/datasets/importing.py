@@ -1,26 +1,35 @@
-"""Prompt import: read JSONL, CSV, Parquet or a `datasets` save_to_disk folder,
-validate every record, then write all prompts in one transaction or none.
+"""Prompt import: read JSONL, CSV (either gzipped), Parquet or a `datasets` save_to_disk folder
+(or a zip of one), validate every record, then write all prompts in one transaction or none.
 
-Errors name the line (row, for Parquet and datasets folders) and the field.
+Errors name the line (row, for Parquet and datasets folders) and the field. A file is refused before
+it is read whole where it would expand past MAX_EXPANDED_BYTES or holds a line over MAX_LINE_BYTES.
 """
 
 import csv
+import gzip
 import json
+import shutil
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django import forms
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from apps.core.bulk import bulk_insert
+from apps.core.uploads import private_folder
 from apps.datasets.models import Dataset, Prompt
 
 FORMATS = ["jsonl", "csv", "parquet", "hf"]
 MAX_QUESTION_CHARS = 200_000
 MAX_ERRORS_SHOWN = 50
 CANCEL_CHECK_EVERY = 1000
+MAX_ZIP_ENTRIES = 10_000  # a save_to_disk folder holds a handful of files per split
+PARQUET_BATCH_ROWS = 512
 
 
 class ImportFileError(Exception):
@@ -55,10 +64,18 @@ class FieldMapping:
         return {self.question, self.answer, self.tests, self.domain, self.language}
 
 
+def content_suffix(path: Path) -> str:
+    """The suffix that names the format, past a gzip one: ".jsonl" for both run.jsonl and run.jsonl.gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
 def detect_format(path: Path) -> str:
-    if path.is_dir() or path.suffix == ".zip":
+    suffix = content_suffix(path)
+    if path.is_dir() or suffix == ".zip":
         return "hf"
-    suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson", ".json"}:
         return "jsonl"
     if suffix in {".csv", ".tsv"}:
@@ -71,18 +88,51 @@ def detect_format(path: Path) -> str:
 # ---- readers: each yields (location, record) -------------------------------------------
 
 
+def _size(n: int) -> str:
+    return filesizeformat(n).replace("\xa0", " ")
+
+
+def _expanded_too_far(what: str, size: int | None = None) -> ImportFileError:
+    held = f" holds {_size(size)} uncompressed;" if size is not None else " expands past"
+    return ImportFileError(f"{what}{held} the limit is {_size(settings.MAX_EXPANDED_BYTES)} (R1_MAX_EXPANDED_MB)")
+
+
+def open_bytes(path: Path):
+    """The file's bytes, decompressed on the fly when its name ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes, each read with a bound (MAX_LINE_BYTES) and, for a gzip file, the
+    decompressed total bounded too (MAX_EXPANDED_BYTES): a bomb stops at the bound, never in memory."""
+    limit, compressed = settings.MAX_LINE_BYTES, path.suffix.lower() == ".gz"
+    expanded = 0
+    try:
+        with open_bytes(path) as f:
+            number = 0
+            while raw := f.readline(limit + 1):
+                number += 1
+                if len(raw) > limit and not raw.endswith(b"\n"):
+                    raise ImportFileError(f"line {number}: longer than {_size(limit)} (R1_MAX_LINE_MB)")
+                expanded += len(raw)
+                if compressed and expanded > settings.MAX_EXPANDED_BYTES:
+                    raise _expanded_too_far(f"{path.name} (gzip)")
+                yield raw
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        raise ImportFileError(f"{path.name} is not a readable gzip file") from None
+
+
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ImportFileError(
-                    f"line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-                    "save the file as UTF-8 and upload it again"
-                ) from None
+    for number, raw in enumerate(raw_lines(path), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                "save the file as UTF-8 and upload it again"
+            ) from None
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, dict | str]]:
@@ -110,7 +160,7 @@ def read_csv(path: Path) -> Iterator[tuple[str, dict | str]]:
             physical["line"] = number
             yield line
 
-    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    dialect = "excel-tab" if content_suffix(path) == ".tsv" else "excel"
     try:
         reader = csv.reader(text(), dialect=dialect)
         header = next(reader, None)
@@ -122,36 +172,68 @@ def read_csv(path: Path) -> Iterator[tuple[str, dict | str]]:
                 continue
             where = f"line {physical['line']}"
             if len(row) != len(header):
-                yield where, f"expected {len(header)} columns ({', '.join(header)}), found {len(row)}"
+                yield where, f"expected {len(header)} columns (as many as the header line), found {len(row)}"
                 continue
             yield where, dict(zip(header, row))
     except csv.Error as exc:
         raise ImportFileError(f"line {physical['line']}: malformed CSV ({exc})") from None
 
 
-def read_parquet(path: Path) -> Iterator[tuple[str, dict]]:
+def parquet_file(path: Path):
+    """An open Parquet file whose uncompressed column data, as its metadata declares, is within
+    MAX_EXPANDED_BYTES: checked before any row is read."""
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:
         raise ImportFileError(f"not a readable Parquet file: {exc}") from None
-    row = 0
-    for batch in parquet.iter_batches(batch_size=2048):
+    meta = parquet.metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    declared = max(sum(g.total_byte_size for g in groups),
+                   sum(g.column(c).total_uncompressed_size for g in groups for c in range(g.num_columns)))
+    if declared > settings.MAX_EXPANDED_BYTES:
+        raise _expanded_too_far(f"{path.name} (Parquet)", declared)
+    return parquet
+
+
+def read_parquet(path: Path) -> Iterator[tuple[str, dict]]:
+    parquet = parquet_file(path)
+    # The metadata counts dictionary-encoded values once, however often the rows repeat them: the
+    # decoded batches are counted too, so a small file of one huge repeated string stops at the bound.
+    row, expanded = 0, 0
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        expanded += batch.nbytes
+        if expanded > settings.MAX_EXPANDED_BYTES:
+            raise _expanded_too_far(f"{path.name} (Parquet, decoded)")
         for record in batch.to_pylist():
             row += 1
             yield f"row {row}", record
 
 
-def _find_saved_dataset(path: Path) -> Path:
-    if path.suffix == ".zip":
-        target = path.with_suffix("")
-        try:
-            with zipfile.ZipFile(path) as archive:
+def _unzip(path: Path) -> Path:
+    """Extract a zip into a private folder of its own; refused before anything is written when its
+    entries declare more than MAX_EXPANDED_BYTES (zipfile never writes more than an entry declares)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise ImportFileError(f"the zip archive has {len(entries):,} entries; the limit is {MAX_ZIP_ENTRIES:,}")
+            declared = sum(entry.file_size for entry in entries)
+            if declared > settings.MAX_EXPANDED_BYTES:
+                raise _expanded_too_far("the zip archive", declared)
+            target = Path(tempfile.mkdtemp(prefix="unzipped-", dir=private_folder(settings.UPLOAD_DIR)))
+            try:
                 archive.extractall(target)
-        except zipfile.BadZipFile:
-            raise ImportFileError("not a readable zip archive") from None
-        path = target
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        raise ImportFileError("not a readable zip archive") from None
+    return target
+
+
+def _find_saved_dataset(path: Path) -> Path:
     marks = sorted(p.parent for p in path.rglob("*") if p.name in {"state.json", "dataset_dict.json"})
     if not marks:
         raise ImportFileError("no dataset saved with save_to_disk was found (state.json or dataset_dict.json)")
@@ -159,6 +241,15 @@ def _find_saved_dataset(path: Path) -> Path:
 
 
 def read_saved_dataset(path: Path, split: str = "") -> Iterator[tuple[str, dict]]:
+    unzipped = _unzip(path) if content_suffix(path) == ".zip" else None
+    try:
+        yield from _read_saved_dataset(unzipped or path, split)
+    finally:
+        if unzipped:
+            shutil.rmtree(unzipped, ignore_errors=True)
+
+
+def _read_saved_dataset(path: Path, split: str) -> Iterator[tuple[str, dict]]:
     from datasets import DatasetDict, load_from_disk
 
     try:
@@ -166,7 +257,7 @@ def read_saved_dataset(path: Path, split: str = "") -> Iterator[tuple[str, dict]
     except ImportFileError:
         raise
     except Exception as exc:
-        raise ImportFileError(f"cannot load the saved dataset: {exc}") from None
+        raise ImportFileError(f"cannot load the saved dataset ({type(exc).__name__})") from None
     if isinstance(loaded, DatasetDict):
         if not split:
             if len(loaded) != 1:
@@ -182,6 +273,8 @@ def read_saved_dataset(path: Path, split: str = "") -> Iterator[tuple[str, dict]
 def count_records(path: Path, fmt: str) -> int | None:
     """A cheap upper bound for the progress bar."""
     if fmt in {"jsonl", "csv"}:
+        if path.suffix.lower() == ".gz":
+            return None  # counting would mean decompressing it all once more
         lines, last = 0, b"\n"
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -189,11 +282,9 @@ def count_records(path: Path, fmt: str) -> int | None:
         return lines + (last != b"\n") - (fmt == "csv")  # a last line without newline; the CSV header
     if fmt == "parquet":
         try:
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).metadata.num_rows
-        except Exception:
-            return None
+            return parquet_file(path).metadata.num_rows
+        except ImportFileError:
+            return None  # the reader names the problem
     return None
 
 

@@ -42,7 +42,9 @@ from apps.datasets.importing import (
     ImportFileError,
     ImportValidationError,
     ServerPathForm,
+    content_suffix,
     count_records,
+    raw_lines,
     read_jsonl,
     read_parquet,
 )
@@ -506,10 +508,10 @@ def source_files(path: Path, fmt: str) -> list[Path]:
         raise IngestFileError(f"{path} does not exist")
     if not path.is_dir():
         return [path]
-    pattern = "*.parquet" if fmt == "trl" else "*.jsonl"
-    files = sorted(path.glob(pattern), key=_step_order)
+    patterns = ["*.parquet"] if fmt == "trl" else ["*.jsonl", "*.jsonl.gz"]
+    files = sorted((f for pattern in patterns for f in path.glob(pattern)), key=_step_order)
     if not files:
-        raise IngestFileError(f"the folder {path.name} has no {pattern} files")
+        raise IngestFileError(f"the folder {path.name} has no {' or '.join(patterns)} files")
     return files
 
 
@@ -540,19 +542,15 @@ def detect_ingest_format(path: Path) -> str:
     if path.is_dir():
         if any(path.glob("*.parquet")):
             return "trl"
-        files = sorted(path.glob("*.jsonl"), key=_step_order)
-        if not files:
-            raise IngestFileError(f"the folder {path.name} has no .parquet or .jsonl files")
-        path = files[0]
-    if path.suffix.lower() in {".parquet", ".pq"}:
+        path = source_files(path, "jsonl")[0]
+    if content_suffix(path) in {".parquet", ".pq"}:
         return "trl"
     try:
-        with open(path, "rb") as f:
-            for raw in f:
-                if raw.strip():
-                    first = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
-                    return "verl" if isinstance(first, dict) and {"input", "output"} <= first.keys() else "jsonl"
-    except (OSError, ValueError):
+        for raw in raw_lines(path):
+            if raw.strip():
+                first = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+                return "verl" if isinstance(first, dict) and {"input", "output"} <= first.keys() else "jsonl"
+    except (OSError, ValueError, ImportFileError):
         pass  # unreadable here: the jsonl reader names the problem
     return "jsonl"
 
