@@ -100,6 +100,19 @@ def test_repeated_failed_logins_are_throttled(client, users):
     assert client.post(url, {"username": "admin_user", "password": "pw-admin_user"}).status_code == 302
 
 
+def test_one_address_trying_many_usernames_is_locked_out(client, users, settings):
+    """Password spraying: few tries per account, many accounts, one address."""
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 8
+    url = reverse("login")
+    for i in range(7):  # 7 failures over 7 names: no single account comes near its limit of 5
+        assert client.post(url, {"username": f"guess{i}", "password": "wrong"}).status_code == 200
+    assert client.post(url, {"username": "guess7", "password": "wrong"}).status_code == 429  # the 8th
+    locked = client.post(url, {"username": "admin_user", "password": "pw-admin_user"})
+    assert locked.status_code == 429 and b"Too many failed logins" in locked.content
+    other_address = client.post(url, {"username": "admin_user", "password": "pw-admin_user"}, REMOTE_ADDR="10.0.0.9")
+    assert other_address.status_code == 302  # the lock is the address's, not the account's
+
+
 def test_a_good_login_lands_on_home(client, users):
     response = client.post(reverse("login"), {"username": "admin_user", "password": "pw-admin_user"}, follow=True)
     assert response.status_code == 200
