@@ -47,6 +47,14 @@ def test_an_upload_is_deleted_when_its_job_ends(uploads, content, status):
     assert Prompt.objects.filter(dataset=dataset).count() == (1 if status == Job.Status.SUCCEEDED else 0)
 
 
+@pytest.mark.django_db
+def test_an_upload_is_deleted_when_its_job_is_cancelled_before_it_runs(uploads):
+    dataset = Dataset.objects.create(name="cancelled")
+    path = save_upload(SimpleUploadedFile("prompts.jsonl", PROMPTS))
+    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    assert job.request_cancel() and not path.parent.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_server_path_is_never_deleted(uploads, tmp_path):
     dataset = Dataset.objects.create(name="server-path")

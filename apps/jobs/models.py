@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.uploads import discard_upload
+
 
 class Job(models.Model):
     """One unit of background work. This row, not Celery, is the source of truth.
@@ -85,6 +87,7 @@ class Job(models.Model):
     def request_cancel(self) -> bool:
         """A queued job is cancelled at once; a running one stops at its next batch boundary."""
         if self._transition([self.Status.QUEUED], status=self.Status.CANCELLED, finished_at=timezone.now()):
+            discard_upload(self.params.get("path"))  # it ended before it ran: its upload goes now
             return True
         return self._transition([self.Status.RUNNING], cancel_requested=True)
 
