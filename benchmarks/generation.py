@@ -45,11 +45,10 @@ def main():
     import torch
 
     from apps.core.bulk import bulk_insert
-    from apps.datasets.models import Dataset, Prompt
+    from apps.datasets.models import Dataset, ModelVersion, Prompt
     from apps.jobs import kinds
     from apps.jobs.runner import execute
     from apps.rollouts.models import RewardRecipe
-    from apps.training.models import ModelVersion
     from workers.generation.templates import R1_ZERO, render
     from workers.generation.tiny import build_tiny_model
     from workers.generation.transformers_backend import TransformersBackend

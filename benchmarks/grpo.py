@@ -37,12 +37,12 @@ def main():
     setup_django(os.environ.get("DATABASE_URL") or DEFAULT_URL)
 
     from apps.core.bulk import bulk_insert
-    from apps.datasets.models import Dataset, Prompt
+    from apps.datasets.models import Dataset, ModelVersion, Prompt
     from apps.jobs import kinds
     from apps.jobs.runner import execute
     from apps.rollouts.models import Rollout
     from apps.training import training
-    from apps.training.models import ModelVersion, StepMetric
+    from apps.training.models import StepMetric
     from workers.generation.tiny import build_tiny_model
     from workers.synthetic import arithmetic_dataset
 

@@ -49,9 +49,8 @@ def fill(n_rollouts: int) -> None:
     from django.db import connection
 
     from apps.core.bulk import bulk_insert
-    from apps.datasets.models import Dataset, Prompt
+    from apps.datasets.models import Dataset, ModelVersion, Prompt
     from apps.jobs.models import Job
-    from apps.training.models import ModelVersion
 
     with connection.cursor() as c:
         c.execute("TRUNCATE rollouts_rollout, datasets_prompt, jobs_job, training_modelversion, datasets_dataset "

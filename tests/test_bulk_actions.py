@@ -13,13 +13,12 @@ from apps.datasets.bulk_actions import (
     run_bulk_accept,
     start_bulk_accept,
 )
-from apps.datasets.models import BulkAction, Dataset, Example
+from apps.datasets.models import BulkAction, Dataset, Example, ModelVersion
 from apps.datasets.versions import freeze_version
 from apps.jobs import kinds
 from apps.jobs.models import Job
 from apps.jobs.runner import JobCancelled, JobContext, execute
 from apps.rollouts.browse import RolloutFilterForm
-from apps.training.models import ModelVersion
 from tests.conftest import wait_for_job
 from tests.rollout_factory import add_prompt, add_rollouts, solved
 

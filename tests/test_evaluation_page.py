@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from apps.datasets.models import Dataset, Prompt
+from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.models import Job
 from apps.training.comparison import lineage_order
-from apps.training.models import Evaluation, ModelVersion
+from apps.training.models import Evaluation
 
 pytestmark = pytest.mark.django_db
 Stage = ModelVersion.Stage

@@ -3,11 +3,10 @@
 import pytest
 
 from apps.core.bulk import bulk_insert
-from apps.datasets.models import Prompt
+from apps.datasets.models import ModelVersion, Prompt
 from apps.jobs import kinds
 from apps.jobs.runner import execute
 from apps.rollouts.models import RewardRecipe, Rollout
-from apps.training.models import ModelVersion
 from tests.fake_openai import MODEL, FakeServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

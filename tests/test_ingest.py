@@ -16,7 +16,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from apps.core.models import AuditEvent
-from apps.datasets.models import Dataset, Prompt
+from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs import kinds
 from apps.jobs.models import Job
 from apps.jobs.runner import execute
@@ -29,7 +29,6 @@ from apps.rollouts.ingest import (
     template_affixes,
 )
 from apps.rollouts.models import Rollout
-from apps.training.models import ModelVersion
 from tests.conftest import wait_for_job, write_jsonl
 from tests.rollout_factory import add_prompt, solved
 from workers.generation.templates import R1_ZERO

@@ -5,12 +5,11 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from apps.datasets.models import Example, Prompt
+from apps.datasets.models import Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
 from apps.training.forms import CPU_PRESETS
-from apps.training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 

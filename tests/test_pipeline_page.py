@@ -3,11 +3,11 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from apps.datasets.models import Dataset
+from apps.datasets.models import Dataset, ModelVersion
 from apps.datasets.versions import freeze_version
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
-from apps.training.models import Evaluation, ModelVersion
+from apps.training.models import Evaluation
 from apps.training.pipeline import lineage_root, pipeline_for
 from workers.rewards.recipes import DEFAULT_RECIPES
 

@@ -39,7 +39,7 @@ def test_every_response_carries_the_content_security_policy(client, admin_client
 def test_a_model_may_name_only_prefixed_key_variables(name, allowed, monkeypatch):
     from django.core.exceptions import ValidationError
 
-    from apps.training.models import ModelVersion
+    from apps.datasets.models import ModelVersion
     from workers.generation.base import BackendUnavailable
     from workers.generation.factory import make_backend
 

@@ -4,11 +4,10 @@ from django.urls import reverse
 
 from apps.core import counting
 from apps.curation.models import Annotation, ReviewItem, ReviewQueue
-from apps.datasets.models import Dataset
+from apps.datasets.models import Dataset, ModelVersion
 from apps.jobs.models import Job
 from apps.rollouts.browse import RolloutFilterForm
 from apps.rollouts.models import Rollout
-from apps.training.models import ModelVersion
 from tests.rollout_factory import add_prompt, add_rollouts, solved
 
 pytestmark = pytest.mark.django_db

@@ -5,10 +5,10 @@ import pytest
 from django.urls import reverse
 
 from apps.curation.models import Annotation, ReviewItem, ReviewQueue
+from apps.datasets.models import ModelVersion
 from apps.jobs.models import Job
 from apps.rollouts.groups import word_diff
 from apps.rollouts.rendering import SHOWN_CHARS, render_markdown
-from apps.training.models import ModelVersion
 from tests.rollout_factory import add_prompt, add_rollouts, solved
 
 pytestmark = pytest.mark.django_db

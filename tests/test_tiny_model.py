@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.training.models import ModelVersion
+from apps.datasets.models import ModelVersion
 from workers.rewards.base import Sample
 from workers.rewards.format import format_reward
 from workers.synthetic import arithmetic_dataset, arithmetic_work, countdown_dataset

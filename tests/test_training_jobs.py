@@ -10,12 +10,12 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from apps.core.bulk import bulk_insert
-from apps.datasets.models import Example, Prompt
+from apps.datasets.models import Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
 from apps.jobs import kinds
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
-from apps.training.models import Evaluation, ModelVersion, StepMetric
+from apps.training.models import Evaluation, StepMetric
 from apps.training.training import Run
 from tests.conftest import wait_for, wait_for_job
 from workers.generation.tiny import build_tiny_model, sft_examples

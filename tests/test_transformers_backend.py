@@ -52,10 +52,9 @@ def test_chat_prompts_use_the_models_chat_template(backend):
 @pytest.mark.django_db(transaction=True)
 def test_a_generation_job_on_a_worker_skips_prompts_longer_than_the_context(celery_worker, dataset, tiny_path):
     from apps.core.bulk import bulk_insert
-    from apps.datasets.models import Prompt
+    from apps.datasets.models import ModelVersion, Prompt
     from apps.jobs import kinds
     from apps.rollouts.models import RewardRecipe, Rollout
-    from apps.training.models import ModelVersion
     from tests.conftest import wait_for_job
 
     long_question = "seven " * 5000  # far past the tiny model's context

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.datasets.models import BulkAction, Dataset, DatasetVersion, Example, Prompt
+from apps.datasets.models import BulkAction, Dataset, DatasetVersion, Example, ModelVersion, Prompt
 
 
 @admin.register(Dataset)
@@ -51,3 +51,11 @@ class BulkActionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "stage", "backend", "parent", "produced_by", "step", "created_at"]
+    list_filter = ["stage", "backend"]
+    search_fields = ["name", "uri"]
+    raw_id_fields = ["parent", "produced_by"]

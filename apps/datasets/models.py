@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from apps.core.hashing import content_hash
@@ -185,3 +186,51 @@ class BulkAction(models.Model):
         if unfinished and self.job is not None and self.job.is_finished:
             return self.job.status
         return self.status
+
+
+class ModelVersion(models.Model):
+    """A checkpoint and its lineage: base model → every stage's output."""
+
+    class Stage(models.TextChoices):
+        BASE = "base", "Base model"
+        R1_ZERO = "r1_zero", "R1-Zero (GRPO on base)"
+        COLD_START = "cold_start", "Cold-start SFT"
+        REASONING_RL = "reasoning_rl", "Reasoning RL"
+        REJECTION_SFT = "rejection_sft", "Rejection sampling + SFT"
+        ALL_SCENARIO_RL = "all_scenario_rl", "All-scenario RL"
+        DISTILLED = "distilled", "Distilled"
+        OTHER = "other", "Other"
+
+    name = models.CharField(max_length=200, unique=True)
+    uri = models.CharField(max_length=1000, help_text="Local path, hub id or API model name")
+    backend = models.CharField(max_length=20, default="transformers", help_text="transformers, vllm, openai")
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.BASE)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    produced_by = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions"
+    )
+    step = models.PositiveIntegerField(null=True, blank=True, help_text="Training step of this checkpoint")
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        db_table = "training_modelversion"  # moved here from the training app; the table kept its name
+
+    def clean(self):
+        from workers.generation.factory import api_key_env_error
+
+        if error := api_key_env_error((self.config or {}).get("api_key_env")):
+            raise ValidationError({"config": error})
+
+    def __str__(self):
+        return self.name
+
+    def lineage(self) -> list["ModelVersion"]:
+        """This version and its ancestors, oldest first."""
+        chain, node, seen = [], self, set()
+        while node is not None and node.pk not in seen:
+            seen.add(node.pk)
+            chain.append(node)
+            node = node.parent
+        return chain[::-1]

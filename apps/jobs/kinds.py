@@ -101,7 +101,7 @@ def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = 
 
 def queue_for(kind: str, params: dict) -> str:
     """A job on a vLLM model (or one configured for CUDA) goes to the gpu queue."""
-    from apps.training.models import ModelVersion
+    from apps.datasets.models import ModelVersion
 
     if params.get("accelerate_config", "cpu") != "cpu":  # a training job on GPUs
         return "gpu"

@@ -11,9 +11,8 @@ from django.db.models.functions import Left
 from apps.core import search
 from apps.core.pagination import keyset_page
 from apps.curation.models import Annotation
-from apps.datasets.models import Dataset, Prompt
+from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.rollouts.models import Rollout, reward_component_value
-from apps.training.models import ModelVersion
 
 PER_PAGE = 50
 # A search matching more prompts than this is still right, only slower (a subquery instead of an id list).

@@ -13,10 +13,9 @@ from django import forms
 from django.db.models import Count
 
 from apps.core.bulk import bulk_insert
-from apps.datasets.models import Dataset, Prompt
+from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.scoring import sample_for
-from apps.training.models import ModelVersion
 from workers.generation.base import BackendError, BackendUnavailable, SamplingParams
 from workers.generation.factory import make_backend
 from workers.generation.templates import BUILT_IN, render

@@ -48,11 +48,10 @@ from apps.datasets.importing import (
     read_jsonl,
     read_parquet,
 )
-from apps.datasets.models import Dataset, Prompt
+from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.models import Job
 from apps.rollouts.generation import completion_fields
 from apps.rollouts.models import PromptTemplate, Rollout
-from apps.training.models import ModelVersion
 from workers.generation.templates import R1_ZERO
 
 FORMATS = ["jsonl", "trl", "verl"]

@@ -44,7 +44,7 @@ class Rollout(models.Model):
         "datasets.Prompt", on_delete=models.CASCADE, related_name="rollouts", db_index=False, db_constraint=False
     )
     model_version = models.ForeignKey(
-        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollouts",
+        "datasets.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollouts",
         db_index=False, db_constraint=False,
     )
     step = models.PositiveIntegerField(default=0, help_text="Training step (0 for plain generation)")

@@ -5,8 +5,8 @@ import os
 from django import forms
 from django.db.models import Avg
 
+from apps.datasets.models import ModelVersion
 from apps.rollouts.models import RewardRecipe, Rollout
-from apps.training.models import ModelVersion
 from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
 from workers.rewards.recipes import rollout_columns

@@ -3,8 +3,8 @@ of one benchmark compared prompt by prompt (which prompts a checkpoint fixed or 
 
 from dataclasses import dataclass, field
 
-from apps.datasets.models import Dataset, Prompt
-from apps.training.models import Evaluation, ModelVersion
+from apps.datasets.models import Dataset, ModelVersion, Prompt
+from apps.training.models import Evaluation
 
 # The fixed and broken lists show the biggest changes first; past this many rows a page is unreadable anyway.
 LISTED_PROMPTS = 500

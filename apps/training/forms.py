@@ -13,10 +13,9 @@ import math
 from django import forms
 from django.conf import settings
 
-from apps.datasets.models import Dataset, DatasetVersion, Prompt
+from apps.datasets.models import Dataset, DatasetVersion, ModelVersion, Prompt
 from apps.rollouts.generation import SamplingForm
 from apps.rollouts.models import RewardRecipe
-from apps.training.models import ModelVersion
 from workers.training.formats import SFT_FORMATS
 
 ACCELERATE_CONFIGS = {

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from apps.core.bulk import bulk_insert
-from apps.datasets.models import Dataset, Example, Prompt
+from apps.datasets.models import Dataset, Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
 from apps.jobs import kinds
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
 from apps.training.forms import CPU_PRESETS
-from apps.training.models import Evaluation, ModelVersion, StepMetric
+from apps.training.models import Evaluation, StepMetric
 from workers.generation.tiny import build_tiny_model, worked_completion
 from workers.synthetic import arithmetic_dataset
 

@@ -4,11 +4,11 @@ the jobs behind it, and the job (kind and prefilled parameters) that would run i
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from apps.datasets.models import Dataset, DatasetVersion
+from apps.datasets.models import Dataset, DatasetVersion, ModelVersion
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
-from apps.training.models import Evaluation, ModelVersion
+from apps.training.models import Evaluation
 
 Stage = ModelVersion.Stage
 ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)

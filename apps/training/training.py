@@ -24,12 +24,12 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core.bulk import bulk_insert
-from apps.datasets.models import DatasetVersion, Prompt
+from apps.datasets.models import DatasetVersion, ModelVersion, Prompt
 from apps.jobs.runner import JobCancelled
 from apps.rollouts.generation import completion_fields, template_text
 from apps.rollouts.models import RewardRecipe, Rollout
 from apps.training.forms import sft_steps, training_processes
-from apps.training.models import ModelVersion, StepMetric
+from apps.training.models import StepMetric
 from workers.generation.templates import render
 from workers.rewards.recipes import rollout_columns
 from workers.training.events import EventReader, archive_events

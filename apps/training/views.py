@@ -1,18 +1,18 @@
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404, redirect, render
 
+from apps.datasets.models import ModelVersion
 from apps.training.comparison import ComparisonError, compare_prompts, evaluation_pair, evaluation_table, metric_rows
-from apps.training.models import ModelVersion
 from apps.training.pipeline import lineage_root, pipeline_for
 
 
-@permission_required("training.view_modelversion", raise_exception=True)
+@permission_required("datasets.view_modelversion", raise_exception=True)
 def model_list(request):
     versions = ModelVersion.objects.select_related("parent", "produced_by")
     return render(request, "training/models.html", {"versions": versions})
 
 
-@permission_required(("training.view_modelversion", "jobs.view_job"), raise_exception=True)
+@permission_required(("datasets.view_modelversion", "jobs.view_job"), raise_exception=True)
 def pipeline(request, pk):
     """The R1 stages of a base model; any model of the lineage leads to its base's page."""
     version = get_object_or_404(ModelVersion, pk=pk)

@@ -15,11 +15,10 @@ from django.core.management.base import BaseCommand
 
 from apps.core.management.commands.worker import worker_argv, worker_env
 from apps.core.roles import ADMIN
-from apps.datasets.models import Dataset
+from apps.datasets.models import Dataset, ModelVersion
 from apps.jobs import kinds
 from apps.jobs.runner import execute
 from apps.rollouts.models import RewardRecipe
-from apps.training.models import ModelVersion
 from workers.synthetic import arithmetic_dataset
 
 DEMO_DATASET = "arithmetic-demo"

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
-from apps.training.models import ModelVersion
+from apps.datasets.models import ModelVersion
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # it becomes a folder name: no "/" or ".."
 TASKS = ("arithmetic", "countdown")
