@@ -46,7 +46,7 @@ def main():
 
     from apps.core.bulk import bulk_insert
     from apps.datasets.models import Dataset, ModelVersion, Prompt
-    from apps.jobs import kinds
+    from apps.jobs import launching
     from apps.jobs.runner import execute
     from apps.rollouts.models import RewardRecipe
     from workers.generation.templates import R1_ZERO, render
@@ -75,7 +75,7 @@ def main():
         bulk_insert(Prompt, [{"dataset_id": dataset.pk, "question": p["question"], "reference_answer": p["answer"],
                               "content_hash": str(i)} for i, p in enumerate(problems[:args.prompts])])
         model, _ = ModelVersion.objects.update_or_create(name="bench-tiny", defaults={"uri": str(path)})
-        job = kinds.launch("generate", {
+        job = launching.launch("generate", {
             "dataset": dataset.pk, "model_version": model.pk, "n": args.n, "batch_size": 32, "max_tokens": 64,
             "recipe": RewardRecipe.latest("r1-zero-math").pk, "temperature": 1.0, "top_p": 1.0,
         }, enqueue=False)

@@ -38,7 +38,7 @@ def main():
 
     from apps.core.bulk import bulk_insert
     from apps.datasets.models import Dataset, ModelVersion, Prompt
-    from apps.jobs import kinds
+    from apps.jobs import launching
     from apps.jobs.runner import execute
     from apps.rollouts.models import Rollout
     from apps.training import training
@@ -60,7 +60,7 @@ def main():
     for repeat in range(args.repeats):
         for record in (True, False):
             training._spec = lambda *a, record=record, **k: build_spec(*a, **k) | {"record_rollouts": record}
-            job = kinds.launch("grpo", {
+            job = launching.launch("grpo", {
                 "model_version": model.pk, "dataset": dataset.pk, "max_steps": args.steps, "batch_size": args.batch,
                 "num_generations": args.group, "steps_per_generation": 1, "max_completion_length": 64,
                 "learning_rate": 1e-4, "beta": 0.0, "epsilon": 0.2, "save_steps": 0, "seed": repeat,

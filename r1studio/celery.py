@@ -7,7 +7,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1studio.settings")
 
 app = Celery("r1studio")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"])
+app.autodiscover_tasks()  # each installed app's tasks.py
 
 
 @app.on_after_configure.connect

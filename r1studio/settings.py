@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "apps.rollouts",
     "apps.curation",
     "apps.api",
+    "r1studio",  # the home page and the demo command, above every app
 ]
 
 MIDDLEWARE = [
@@ -187,7 +188,7 @@ if JOB_STALE_SECONDS <= 2 * JOB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("JOB_STALE_SECONDS must be more than twice JOB_HEARTBEAT_SECONDS")
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {
-        "task": "workers.tasks.reap_stale_jobs",
+        "task": "apps.jobs.tasks.reap_stale_jobs",
         "schedule": env_float("JOB_REAPER_INTERVAL_SECONDS", 30.0, minimum=0.5),
     },
 }

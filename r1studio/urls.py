@@ -6,9 +6,10 @@ from apps.datasets import views as datasets
 from apps.jobs import views as jobs
 from apps.rollouts import views as rollouts
 from apps.training import views as training
+from r1studio import views
 
 urlpatterns = [
-    path("", core.home, name="home"),
+    path("", views.home, name="home"),
     path("healthz", core.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
@@ -22,9 +23,9 @@ urlpatterns = [
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("jobs/<int:pk>/cancel", jobs.job_cancel, name="job_cancel"),
     path("jobs/<int:pk>/retry", jobs.job_retry, name="job_retry"),
-    path("jobs/<int:pk>/dashboard", jobs.job_dashboard, name="job_dashboard"),
-    path("jobs/<int:pk>/dashboard.json", jobs.job_dashboard_data, name="job_dashboard_data"),
-    path("jobs/<int:pk>/dashboard.csv", jobs.job_dashboard_csv, name="job_dashboard_csv"),
+    path("jobs/<int:pk>/dashboard", training.job_dashboard, name="job_dashboard"),
+    path("jobs/<int:pk>/dashboard.json", training.job_dashboard_data, name="job_dashboard_data"),
+    path("jobs/<int:pk>/dashboard.csv", training.job_dashboard_csv, name="job_dashboard_csv"),
     path("models/", training.model_list, name="model_list"),
     path("models/<int:pk>/pipeline", training.pipeline, name="pipeline"),
     path("evaluations/", training.evaluation_list, name="evaluation_list"),
@@ -36,7 +37,7 @@ urlpatterns = [
     path("rollouts/<int:pk>/raw", rollouts.rollout_raw, name="rollout_raw"),
     path("rollouts/<int:pk>/group", rollouts.rollout_group, name="rollout_group"),
     path("rollouts/ingest", rollouts.rollout_ingest, name="rollout_ingest"),
-    path("review/", include("apps.curation.urls")),
+    path("", include("apps.curation.urls")),
     path("audit/", core.audit_log, name="audit_log"),
     path("api/", include("apps.api.urls")),
     path("", include("apps.datasets.urls")),

@@ -10,7 +10,7 @@ from apps.api import tokens
 from apps.api.models import ApiToken
 from apps.core.models import AuditEvent
 from apps.datasets.models import DatasetVersion, Example
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 from tests.conftest import wait_for_job, write_jsonl
 from tests.rollout_factory import add_prompt, add_rollouts, solved
@@ -343,7 +343,7 @@ class TestJobs:
         response = reviewer.post("/jobs", {"kind": "import_prompts", "params": {"dataset": dataset.pk,
                                                                                 "path": str(path)}})
         assert response.status_code == 403 and response.json()["permission"] == "jobs.launch_job"
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
         response = reviewer.post(f"/jobs/{job.pk}/cancel")
         assert response.status_code == 403 and response.json()["permission"] == "jobs.cancel_job"
         assert reviewer.get(f"/jobs/{job.pk}").json()["status"] == "queued"

@@ -3,14 +3,14 @@
 from django.urls import reverse
 
 from apps.core.models import AuditEvent
-from apps.jobs import kinds
+from apps.jobs import launching
 from tests.conftest import write_jsonl
 
 
 def test_launching_and_cancelling_a_job_are_logged_with_who_and_how(client, users, dataset, tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?", "answer": "2"}])
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"],
-                       enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"],
+                           enqueue=False)
     client.force_login(users["admin"])
     client.post(reverse("job_cancel", args=[job.pk]))
     events = list(AuditEvent.objects.order_by("id").values_list("actor__username", "action", "target_id", "via"))
@@ -18,11 +18,25 @@ def test_launching_and_cancelling_a_job_are_logged_with_who_and_how(client, user
     assert AuditEvent.objects.get(action="job.launch").details == {"kind": "import_prompts"}
 
 
+def test_cancel_and_retry_are_each_logged_once_from_the_page_and_the_api(client, users, dataset, tmp_path):
+    from apps.api.tokens import issue_token
+
+    path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?", "answer": "2"}])
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False, via="cli")
+    _, token = issue_token(users["admin"], "audit test")
+    client.post(f"/api/jobs/{job.pk}/cancel", headers={"Authorization": f"Bearer {token}"})
+    client.force_login(users["admin"])
+    client.post(reverse("job_retry", args=[job.pk]))
+    client.post(reverse("job_retry", args=[job.pk]))  # queued again already: nothing to retry, nothing logged
+    events = list(AuditEvent.objects.filter(action__startswith="job.").order_by("id").values_list("action", "via"))
+    assert events == [("job.launch", "cli"), ("job.cancel", "api"), ("job.retry", "web")]
+
+
 def test_only_admins_see_the_log_and_it_filters_by_action_and_person(client, users, dataset, tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?"}])
-    kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["reviewer"], enqueue=False)
-    kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"], enqueue=False,
-                 via="cli")
+    launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["reviewer"], enqueue=False)
+    launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"], enqueue=False,
+                     via="cli")
     client.force_login(users["reviewer"])
     assert client.get(reverse("audit_log")).status_code == 403
     client.force_login(users["admin"])

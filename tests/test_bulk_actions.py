@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from apps.core.models import AuditEvent
-from apps.datasets.bulk_actions import (
+from apps.curation.bulk_actions import (
     describe_filter,
     preview_count,
     run_bulk_accept,
@@ -15,7 +15,7 @@ from apps.datasets.bulk_actions import (
 )
 from apps.datasets.models import BulkAction, Dataset, Example, ModelVersion
 from apps.datasets.versions import freeze_version
-from apps.jobs import kinds
+from apps.jobs import kinds, launching
 from apps.jobs.models import Job
 from apps.jobs.runner import JobCancelled, JobContext, execute
 from apps.rollouts.browse import RolloutFilterForm
@@ -174,7 +174,7 @@ def test_a_cancelled_job_stops_between_chunks_and_says_so(users, rollouts):
 @pytest.mark.django_db
 def test_the_job_kind_alone_records_its_own_action(users, rollouts):
     """Launched without the page (the API, the command line), the job makes its BulkAction itself."""
-    job = kinds.launch("bulk_accept", {"filters": FILTER, "dataset": "api-set"}, user=users["admin"], enqueue=False)
+    job = launching.launch("bulk_accept", {"filters": FILTER, "dataset": "api-set"}, user=users["admin"], enqueue=False)
     assert execute(job.pk, worker="test") == Job.Status.SUCCEEDED
     action = BulkAction.objects.get(job=job)
     assert (action.user, action.dataset.name, action.created, action.status) == (users["admin"], "api-set", 4, "done")

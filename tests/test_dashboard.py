@@ -270,7 +270,7 @@ def test_no_positive_reward_means_no_high_reward_rollouts(admin_client, prompt):
 
 
 def test_the_curves_cost_one_grouped_query_however_many_steps(grpo_job, django_assert_num_queries):
-    from apps.rollouts.dashboard import dashboard_data
+    from apps.training.dashboard import dashboard_data
 
     # bounds, the latest rollout's components, the GROUP BY, the trainer's StepMetric rows, the flagged list
     with django_assert_num_queries(5) as captured:

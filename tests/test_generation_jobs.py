@@ -4,7 +4,7 @@ import pytest
 
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import ModelVersion, Prompt
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.runner import execute
 from apps.rollouts.models import RewardRecipe, Rollout
 from tests.fake_openai import MODEL, FakeServer
@@ -26,7 +26,7 @@ def api_model(url, **options):
 
 
 def generate(dataset, model, **params):
-    job = kinds.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, "n": 2, "batch_size": 2,
+    job = launching.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, "n": 2, "batch_size": 2,
                                     "recipe": RewardRecipe.latest("r1-zero-math").pk, **params}, enqueue=False)
     execute(job.pk, worker="test")
     job.refresh_from_db()
@@ -73,7 +73,7 @@ def test_a_crashed_job_resumes_without_duplicates(server, dataset, prompts):
 
     server.script = []
     requests_before = len(server.posts())
-    assert kinds.retry(job)
+    assert launching.retry(job)
     execute(job.pk, worker="test")
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
@@ -89,7 +89,7 @@ def test_bad_sampling_parameters_name_the_field(dataset, prompts, server):
     for params, field in [({"temperature": 5}, "temperature"), ({"top_p": 0}, "top_p"), ({"n": 0}, "n"),
                           ({"template": "nope"}, "template")]:
         with pytest.raises(ValidationError) as exc:
-            kinds.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, **params})
+            launching.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, **params})
         assert field in exc.value.message_dict
 
 
@@ -116,7 +116,7 @@ def solver():
 def test_rejection_sampling_keeps_correct_readable_samples_in_a_frozen_version(solver, dataset, prompts):
     from apps.datasets.models import DatasetVersion
 
-    job = kinds.launch("rejection_sample", {
+    job = launching.launch("rejection_sample", {
         "dataset": dataset.pk, "model_version": api_model(solver.url).pk, "n": 4, "keep_per_prompt": 1,
         "output_dataset": "sft-mix", "batch_size": 3}, enqueue=False)
     execute(job.pk, worker="test")
@@ -137,8 +137,8 @@ def test_evaluation_reports_pass_at_k_and_majority_vote(solver, dataset, prompts
     from apps.training.models import Evaluation
 
     model = api_model(solver.url)
-    job = kinds.launch("evaluate", {"dataset": dataset.pk, "model_version": model.pk, "n": 4, "pass_k": 2},
-                       enqueue=False)
+    job = launching.launch("evaluate", {"dataset": dataset.pk, "model_version": model.pk, "n": 4, "pass_k": 2},
+                           enqueue=False)
     execute(job.pk, worker="test")
     job.refresh_from_db()
     assert job.status == "succeeded", job.error

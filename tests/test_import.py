@@ -10,7 +10,7 @@ from datasets import Dataset as HFDataset
 from datasets import DatasetDict
 
 from apps.datasets.models import Prompt
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.runner import execute
 from tests.conftest import write_jsonl
 
@@ -25,7 +25,7 @@ RECORDS = [
 
 
 def run_import(dataset, path, **params):
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path), **params}, enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path), **params}, enqueue=False)
     execute(job.pk, worker="test")
     job.refresh_from_db()
     return job
@@ -168,7 +168,7 @@ def test_an_unknown_extension_needs_a_format(dataset, tmp_path):
     path = tmp_path / "prompts.txt"
     path.write_text("{}")
     with pytest.raises(ValidationError) as exc:
-        kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
+        launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
     assert "cannot tell the format" in exc.value.message_dict["format"][0]
 
 

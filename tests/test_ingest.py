@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from apps.core.models import AuditEvent
 from apps.datasets.models import Dataset, ModelVersion, Prompt
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.jobs.runner import execute
 from apps.rollouts.ingest import (
@@ -341,7 +341,7 @@ def test_repeated_samples_in_a_file_are_counted_not_doubled(dataset, tmp_path):
 @pytest.mark.django_db(transaction=True)  # the job's heartbeat thread has its own connection
 def test_a_job_retried_after_its_worker_died_writes_nothing_twice(dataset, tmp_path):
     path = write_jsonl(tmp_path / "r.jsonl", [ours(i % 7, step=i // 7) for i in range(70)])
-    job = kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    job = launching.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
     assert job.params["format"] == "jsonl"
     assert execute(job.pk, worker="test") == "succeeded"
     assert Rollout.objects.filter(job=job).count() == 70
@@ -360,7 +360,7 @@ def test_a_job_retried_after_its_worker_died_writes_nothing_twice(dataset, tmp_p
 @pytest.mark.django_db(transaction=True)
 def test_a_cancelled_job_lands_nothing(dataset, tmp_path):
     path = write_many(tmp_path / "big.jsonl", 100_000)
-    job = kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    job = launching.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
     # Asked before it starts: the heartbeat passes the request on and the ingest stops at its next check.
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
     assert execute(job.pk, worker="test") == "cancelled"
@@ -370,7 +370,7 @@ def test_a_cancelled_job_lands_nothing(dataset, tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_job_says_which_line_and_lands_nothing(dataset, tmp_path):
     path = write_jsonl(tmp_path / "r.jsonl", [ours(0), ours(1, finish_reason="oops")])
-    job = kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    job = launching.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
     assert execute(job.pk, worker="test") == "failed"
     job.refresh_from_db()
     assert "line 2: field 'finish_reason': 'oops' is not one of" in job.error
@@ -414,10 +414,10 @@ def test_the_job_parameters_are_checked(dataset, tmp_path):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as exc:
-        kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(tmp_path / "nope.jsonl")})
+        launching.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(tmp_path / "nope.jsonl")})
     assert "is not a file or folder under an allowed import root" in exc.value.message_dict["path"][0]
     with pytest.raises(ValidationError) as exc:
-        kinds.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(tmp_path), "format": "csv"})
+        launching.launch("ingest_rollouts", {"dataset": dataset.pk, "path": str(tmp_path), "format": "csv"})
     assert "format" in exc.value.message_dict
 
 

@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from apps.datasets.models import Prompt
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.jobs.runner import execute
 from tests.conftest import wait_for, wait_for_job, write_jsonl
@@ -19,8 +19,8 @@ def unique_prompts(n, seed=0):
 @pytest.mark.django_db
 class TestJobStates:
     def test_only_one_worker_can_claim_a_job(self, dataset, tmp_path):
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(write_jsonl(tmp_path / "a.jsonl", []))},
-                           enqueue=False)
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(write_jsonl(tmp_path / "a.jsonl", []))},
+                               enqueue=False)
         other = Job.objects.get(pk=job.pk)
         assert job.claim("worker-a") is True
         assert other.claim("worker-b") is False
@@ -29,34 +29,34 @@ class TestJobStates:
 
     def test_a_second_delivery_of_the_same_task_does_nothing(self, dataset, tmp_path):
         path = write_jsonl(tmp_path / "a.jsonl", unique_prompts(5))
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
         assert execute(job.pk, "w1") == "succeeded"
         assert execute(job.pk, "w2") == "skipped"
         assert Prompt.objects.count() == 5
 
     def test_cancel_of_a_queued_job_is_immediate(self, dataset, tmp_path):
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(write_jsonl(tmp_path / "a.jsonl", []))},
-                           enqueue=False)
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(write_jsonl(tmp_path / "a.jsonl", []))},
+                               enqueue=False)
         assert job.request_cancel()
         assert job.status == "cancelled" and job.finished_at is not None
         assert execute(job.pk, "w1") == "skipped"
 
     def test_invalid_parameters_are_refused_with_the_field_named(self, dataset):
         with pytest.raises(ValidationError) as exc:
-            kinds.launch("import_prompts", {"dataset": dataset.pk, "path": "/nonexistent/file.jsonl"})
+            launching.launch("import_prompts", {"dataset": dataset.pk, "path": "/nonexistent/file.jsonl"})
         assert "path" in exc.value.message_dict
         assert "is not a file or folder under an allowed import root" in exc.value.message_dict["path"][0]
         with pytest.raises(ValidationError) as exc:
-            kinds.launch("import_prompts", {"dataset": 999999, "path": "/tmp"})
+            launching.launch("import_prompts", {"dataset": 999999, "path": "/tmp"})
         assert "dataset" in exc.value.message_dict
         with pytest.raises(ValidationError) as exc:
-            kinds.launch("no_such_kind", {})
+            launching.launch("no_such_kind", {})
         assert "kind" in exc.value.message_dict
         assert Job.objects.count() == 0
 
     def test_a_failure_records_the_error_and_traceback_tail(self, dataset, tmp_path):
         path = write_jsonl(tmp_path / "bad.jsonl", ['{"question": "ok", "answer": "1"}', "{not json"])
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
         assert execute(job.pk, "w1") == "failed"
         job.refresh_from_db()
         assert "line 2: not valid JSON" in job.error
@@ -89,7 +89,7 @@ class TestJobStates:
 class TestJobsOnARealWorker:
     def test_an_import_job_runs_on_the_worker_with_progress(self, celery_worker, dataset, tmp_path):
         path = write_jsonl(tmp_path / "p.jsonl", unique_prompts(3000))
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
         wait_for_job(job)
         assert job.status == "succeeded", job.error
         assert job.result == {"records": 3000, "inserted": 3000, "skipped_duplicates": 0}
@@ -99,7 +99,7 @@ class TestJobsOnARealWorker:
 
     def test_cancel_is_honoured_between_batches(self, celery_worker, dataset, tmp_path):
         path = write_jsonl(tmp_path / "p.jsonl", unique_prompts(200_000))
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
         wait_for(lambda: Job.objects.get(pk=job.pk).progress_done > 0, message="progress")
         assert Job.objects.get(pk=job.pk).request_cancel()
         wait_for_job(job)
@@ -114,7 +114,7 @@ class TestJobsOnARealWorker:
         # The session worker is busy with a long import; this one takes the job.
         victim = start_worker(beat=False)
         celery_worker.stop()
-        job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
         wait_for(lambda: Job.objects.get(pk=job.pk).progress_done > 0, message="the job to make progress")
         victim.kill()
 
@@ -124,13 +124,13 @@ class TestJobsOnARealWorker:
         assert "stopped heartbeating" in job.error
         assert Prompt.objects.count() == 0  # the import lands whole or not at all
 
-        assert kinds.retry(job)
+        assert launching.retry(job)
         wait_for_job(job, timeout=90)
         assert job.status == "succeeded", job.error
         assert job.attempts == 2
         assert Prompt.objects.count() == len(rows)
 
-        again = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
+        again = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)})
         wait_for_job(again, timeout=90)
         assert again.result["inserted"] == 0 and again.result["skipped_duplicates"] == len(rows)
         assert Prompt.objects.count() == len(rows)

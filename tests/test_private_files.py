@@ -10,7 +10,7 @@ from django.db.utils import ConnectionHandler
 
 from apps.core.uploads import save_upload
 from apps.datasets.models import Dataset, Prompt
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.jobs.runner import execute
 
@@ -39,7 +39,7 @@ def test_an_upload_is_written_for_this_user_only(uploads):
 def test_an_upload_is_deleted_when_its_job_ends(uploads, content, status):
     dataset = Dataset.objects.create(name="private")
     path = save_upload(SimpleUploadedFile("prompts.jsonl", content))
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
     execute(job.pk, worker="test")
     job.refresh_from_db()
     assert job.status == status, job.error
@@ -51,7 +51,7 @@ def test_an_upload_is_deleted_when_its_job_ends(uploads, content, status):
 def test_an_upload_is_deleted_when_its_job_is_cancelled_before_it_runs(uploads):
     dataset = Dataset.objects.create(name="cancelled")
     path = save_upload(SimpleUploadedFile("prompts.jsonl", PROMPTS))
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
     assert job.request_cancel() and not path.parent.exists()
 
 
@@ -60,7 +60,7 @@ def test_a_server_path_is_never_deleted(uploads, tmp_path):
     dataset = Dataset.objects.create(name="server-path")
     path = tmp_path / "mine.jsonl"
     path.write_bytes(PROMPTS)
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
     execute(job.pk, worker="test")
     assert path.read_bytes() == PROMPTS
 

@@ -121,7 +121,7 @@ def test_the_score_command_reads_jsonl_and_writes_scores(live_database_env):
 def test_the_scoring_job_rescores_a_filtered_set_on_a_worker(celery_worker, dataset):
     from apps.core.bulk import bulk_insert
     from apps.datasets.models import Prompt
-    from apps.jobs import kinds
+    from apps.jobs import launching
     from apps.jobs.models import Job
     from apps.rollouts.models import RewardRecipe, Rollout
     from tests.conftest import wait_for_job
@@ -136,7 +136,7 @@ def test_the_scoring_job_rescores_a_filtered_set_on_a_worker(celery_worker, data
     bulk_insert(Rollout, rows)
     recipe = RewardRecipe.latest("r1-zero-math")
 
-    job = kinds.launch("score_rollouts", {"recipe": recipe.pk, "job": source.pk, "step_min": 1, "processes": 2})
+    job = launching.launch("score_rollouts", {"recipe": recipe.pk, "job": source.pk, "step_min": 1, "processes": 2})
     wait_for_job(job, timeout=120)
     assert job.status == "succeeded", job.error
     assert job.result["scored"] == 30 and job.result["correct"] == 20
@@ -149,5 +149,5 @@ def test_the_scoring_job_rescores_a_filtered_set_on_a_worker(celery_worker, data
 
     bad = pytest.raises(Exception)
     with bad:
-        kinds.launch("score_rollouts", {"recipe": recipe.pk, "step_min": 5, "step_max": 1})
+        launching.launch("score_rollouts", {"recipe": recipe.pk, "step_min": 5, "step_max": 1})
     assert "step_max" in str(bad.excinfo.value)

@@ -4,7 +4,7 @@ missing and forbidden paths get the same answer; the command line may name any p
 import pytest
 from django.core.exceptions import ValidationError
 
-from apps.jobs import kinds
+from apps.jobs import launching
 
 pytestmark = pytest.mark.django_db
 
@@ -13,7 +13,7 @@ REFUSED = "is not a file or folder under an allowed import root"
 
 def refusal(params: dict, via: str = "web") -> str:
     with pytest.raises(ValidationError) as exc:
-        kinds.launch("import_prompts", params, enqueue=False, via=via)
+        launching.launch("import_prompts", params, enqueue=False, via=via)
     return exc.value.message_dict["path"][0]
 
 
@@ -31,7 +31,7 @@ def layout(tmp_path, settings):
 
 def test_a_path_under_a_root_is_accepted(dataset, layout):
     allowed, _ = layout
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(allowed / "prompts.jsonl")}, enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(allowed / "prompts.jsonl")}, enqueue=False)
     assert job.params["path"] == str((allowed / "prompts.jsonl").resolve())
 
 
@@ -59,7 +59,7 @@ def test_with_no_roots_the_feature_is_off(dataset, layout, settings):
 
 def test_the_command_line_may_name_any_existing_path(dataset, layout):
     _, secret = layout
-    job = kinds.launch("import_prompts", {"dataset": dataset.pk, "path": str(secret / "tests.jsonl")}, enqueue=False, via="cli")
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(secret / "tests.jsonl")}, enqueue=False, via="cli")
     assert job.params["path"] == str(secret / "tests.jsonl")
     assert "does not exist" in refusal({"dataset": dataset.pk, "path": str(secret / "nope.jsonl")}, via="cli")
 

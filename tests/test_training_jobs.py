@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
 from apps.training.models import Evaluation, StepMetric
@@ -64,7 +64,7 @@ def grpo_params(model, prompts, **extra):
 
 
 def run_job(kind, params, timeout=240.0) -> Job:
-    job = kinds.launch(kind, params)
+    job = launching.launch(kind, params)
     return wait_for_job(job, timeout=timeout)
 
 
@@ -124,7 +124,7 @@ def running_with_metrics(job: Job, min_step: int = 1, timeout: float = 120.0) ->
 
 
 def test_cancel_stops_every_training_process(celery_worker, base, problems):
-    job = running_with_metrics(kinds.launch("grpo", grpo_params(base, problems, max_steps=500, save_steps=0)))
+    job = running_with_metrics(launching.launch("grpo", grpo_params(base, problems, max_steps=500, save_steps=0)))
     processes = trainer_processes(job)
     assert len(processes) >= 2  # the accelerate launcher and the training rank
     assert job.request_cancel()
@@ -148,7 +148,7 @@ def test_a_crashing_trainer_fails_the_job_with_its_log_tail(celery_worker, base,
 
 
 def test_a_trainer_killed_like_the_oom_killer_does_fails_the_job_and_says_so(celery_worker, base, problems):
-    job = running_with_metrics(kinds.launch("grpo", grpo_params(base, problems, max_steps=500, save_steps=0)))
+    job = running_with_metrics(launching.launch("grpo", grpo_params(base, problems, max_steps=500, save_steps=0)))
     rank = next(p for p in trainer_processes(job) if "workers.training.train" in " ".join(p.cmdline())
                 and "accelerate" not in " ".join(p.cmdline()))
     rank.send_signal(signal.SIGKILL)  # what the kernel's out-of-memory killer sends
@@ -162,7 +162,7 @@ def test_a_killed_worker_takes_its_trainer_down_and_the_retry_resumes_from_the_c
         celery_worker, start_worker, base, problems):
     worker = start_worker(beat=False)
     celery_worker.stop()  # so that this worker takes the job
-    job = kinds.launch("grpo", grpo_params(base, problems, max_steps=30, save_steps=2))
+    job = launching.launch("grpo", grpo_params(base, problems, max_steps=30, save_steps=2))
     wait_for(lambda: ModelVersion.objects.filter(produced_by=job, step=2).exists(), timeout=120,
              message="the step-2 checkpoint")
     job.refresh_from_db()
@@ -172,7 +172,7 @@ def test_a_killed_worker_takes_its_trainer_down_and_the_retry_resumes_from_the_c
     assert alive == [], "the trainer outlived its supervisor"
     start_worker()  # its beat runs the stale-job check
     assert wait_for_job(job, timeout=30).status == "failed"
-    assert kinds.retry(job)
+    assert launching.retry(job)
     job = wait_for_job(Job.objects.get(pk=job.pk), statuses=("succeeded", "failed"), timeout=180)
     assert job.status == "succeeded", job.error
     assert "resuming from step" in job.log
@@ -184,13 +184,13 @@ def test_a_killed_worker_takes_its_trainer_down_and_the_retry_resumes_from_the_c
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_usable(celery_worker, base, format_version):
-    job = kinds.launch("sft", sft_params(base, format_version, max_steps=6, save_steps=2), enqueue=False)
+    job = launching.launch("sft", sft_params(base, format_version, max_steps=6, save_steps=2), enqueue=False)
     checkpoints = Run(job).checkpoints
     checkpoints.mkdir(parents=True, exist_ok=True)
     # Room for one checkpoint of the tiny model (~4.5 MB with its optimizer state), not two.
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(checkpoints)], check=True)
     try:
-        kinds.send_to_worker(job)
+        launching.send_to_worker(job)
         job = wait_for_job(job, timeout=180)
         assert job.status == "failed"
         assert "No space left on device" in job.error

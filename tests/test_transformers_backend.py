@@ -53,7 +53,7 @@ def test_chat_prompts_use_the_models_chat_template(backend):
 def test_a_generation_job_on_a_worker_skips_prompts_longer_than_the_context(celery_worker, dataset, tiny_path):
     from apps.core.bulk import bulk_insert
     from apps.datasets.models import ModelVersion, Prompt
-    from apps.jobs import kinds
+    from apps.jobs import launching
     from apps.rollouts.models import RewardRecipe, Rollout
     from tests.conftest import wait_for_job
 
@@ -61,7 +61,7 @@ def test_a_generation_job_on_a_worker_skips_prompts_longer_than_the_context(cele
     bulk_insert(Prompt, [{"dataset_id": dataset.pk, "question": q, "reference_answer": "1", "content_hash": str(i)}
                          for i, q in enumerate(["What is 0 + 1?", long_question, "What is 5 - 4?"])])
     model = ModelVersion.objects.create(name="tiny", uri=str(tiny_path))
-    job = kinds.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, "n": 3, "max_tokens": 24,
+    job = launching.launch("generate", {"dataset": dataset.pk, "model_version": model.pk, "n": 3, "max_tokens": 24,
                                     "recipe": RewardRecipe.latest("r1-zero-math").pk})
     wait_for_job(job, timeout=120)
     assert job.status == "succeeded", job.error

@@ -3,25 +3,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from apps.core.counting import estimated_count
 from apps.core.models import AuditEvent
 from apps.core.pagination import keyset_page
-from apps.datasets.models import Dataset
-from apps.jobs.models import Job
-from apps.rollouts.models import Rollout
-
-
-@permission_required(("datasets.view_dataset", "rollouts.view_rollout", "jobs.view_job"), raise_exception=True)
-def home(request):
-    return render(
-        request,
-        "home.html",
-        {
-            "dataset_count": Dataset.objects.count(),
-            "rollout_estimate": estimated_count(Rollout),
-            "recent_jobs": Job.objects.select_related("created_by")[:10],
-        },
-    )
 
 
 @login_not_required

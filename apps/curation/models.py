@@ -40,7 +40,10 @@ class ReviewItem(models.Model):
     """
 
     queue = models.ForeignKey(ReviewQueue, on_delete=models.CASCADE, related_name="items", db_index=False)
-    rollout = models.ForeignKey("rollouts.Rollout", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # review_items: how the rollout pages (below curation) find a rollout's annotations without importing this app.
+    rollout = models.ForeignKey(
+        "rollouts.Rollout", null=True, blank=True, on_delete=models.CASCADE, related_name="review_items"
+    )
     prompt = models.ForeignKey("datasets.Prompt", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField()
     final_verdict = models.CharField(max_length=16, blank=True, help_text="After adjudication or agreement")

@@ -23,6 +23,7 @@ from django.template.defaultfilters import filesizeformat
 from apps.core.bulk import bulk_insert
 from apps.core.uploads import private_folder
 from apps.datasets.models import Dataset, Prompt
+from apps.jobs.kinds import job_kind
 
 FORMATS = ["jsonl", "csv", "parquet", "hf"]
 MAX_QUESTION_CHARS = 200_000
@@ -440,6 +441,8 @@ def mapping_from_params(params: dict) -> FieldMapping:
     )
 
 
+@job_kind("import_prompts", "Import prompts", ImportParamsForm, own_page="dataset_list",
+          own_page_hint="Imports need an uploaded file: open a dataset and use its import page.")
 def run_import(ctx) -> dict:
     params = ctx.params
     dataset = Dataset.objects.get(pk=params["dataset"])

@@ -72,7 +72,7 @@ class Example(models.Model):
     content_hash = models.CharField(max_length=64)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
-    # The bulk action that made this example: its undo removes exactly these (apps.datasets.bulk_actions).
+    # The bulk action that made this example: its undo removes exactly these (apps.curation.bulk_actions).
     bulk_action = models.ForeignKey(
         "BulkAction", null=True, blank=True, on_delete=models.SET_NULL, related_name="examples"
     )
@@ -225,6 +225,13 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return self.name
+
+    @classmethod
+    def queue_for(cls, params: dict) -> str:
+        """The worker queue of a job on params["model_version"]: gpu for a vLLM model or one set for CUDA."""
+        version = cls.objects.filter(pk=params.get("model_version") or None).first()
+        on_gpu = version and (version.backend == "vllm" or version.config.get("transformers", {}).get("device") == "cuda")
+        return "gpu" if on_gpu else "cpu"
 
     def lineage(self) -> list["ModelVersion"]:
         """This version and its ancestors, oldest first."""

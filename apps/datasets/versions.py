@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.core import audit
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, DatasetVersion, DatasetVersionExample, Example
+from apps.jobs.kinds import job_kind
 
 CHUNK = 5000  # rows per query when reading or copying examples
 RANGE_CHUNK = 50_000  # positions of a version read per query when sampling it (two integers a row)
@@ -191,6 +192,7 @@ class ComposeParamsForm(forms.Form):
         return parts
 
 
+@job_kind("compose_version", "Compose a dataset version", ComposeParamsForm, own_page="dataset_list")
 def run_compose(ctx) -> dict:
     """The `compose_version` job: compose_version with the job's parameters, and its audit event."""
     params = ctx.params

@@ -1,6 +1,4 @@
-from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -9,7 +7,7 @@ from apps.core.pagination import keyset_page
 from apps.core.uploads import save_upload
 from apps.datasets.forms import DatasetForm, UploadForm
 from apps.datasets.models import Dataset
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 
 
@@ -69,24 +67,10 @@ def dataset_import(request, name):
         elif form.is_valid():
             params = {k: v for k, v in form.cleaned_data.items() if k != "file"}
             params |= {"dataset": dataset.pk, "path": str(save_upload(form.cleaned_data["file"]))}
-            job = launch_for_form(request, form, "import_prompts", params, label=f"Import into {dataset.name}")
+            job = launching.launch_for_form(request, form, "import_prompts", params, label=f"Import into {dataset.name}")
             if job:
                 return redirect("job_detail", pk=job.pk)
     else:
         form = UploadForm()
     status = 400 if request.method == "POST" else 200
     return render(request, "datasets/import.html", {"dataset": dataset, "form": form}, status=status)
-
-
-def launch_for_form(request, form, kind: str, params: dict, label: str):
-    """Launch a job from a page's form: the job, or None with the parameters it refused put on the form."""
-    try:
-        job = kinds.launch(kind, params, user=request.user, label=label)
-    except ValidationError as exc:
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-        return None
-    messages.success(request, f"{kinds.KINDS[kind].label}: job #{job.pk} queued.")
-    return job
-
-

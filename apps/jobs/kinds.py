@@ -1,60 +1,52 @@
-"""The job kinds: what parameters each takes, the function that runs it, its queue.
+"""The job kinds: what parameters each takes, the function that runs it, its queue and presets.
 
-Parameters are validated by a Django form, so a bad value is refused with the
-field named, the same way from the browser, the command line and the API.
+Each app declares its own kinds beside their bodies, with the `job_kind` decorator, and imports
+those modules in its AppConfig.ready; this module knows none of them. Parameters are validated by
+the kind's Django form, so a bad value is refused with the field named, the same way from the
+browser, the command line and the API.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from django import forms
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
-from django.utils.module_loading import import_string
+from django.db import models
 
-from apps.core import audit
-from apps.jobs.models import Job
+if TYPE_CHECKING:
+    from apps.jobs.runner import JobContext
 
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
     label: str
-    params_form: str  # dotted path to a forms.Form whose cleaned_data are the parameters
-    run: str  # dotted path to run(ctx: JobContext) -> dict | None (the job's result summary)
-    queue: str = "cpu"
+    params_form: type[forms.Form]  # its cleaned_data are the job's parameters
+    run: Callable[["JobContext"], dict | None]  # returns the job's result summary
+    # A queue name, or a function of the cleaned parameters (a model on a GPU goes to "gpu").
+    queue: str | Callable[[dict], str] = "cpu"
+    presets: Mapping[str, dict] = field(default_factory=dict)  # named starting values for the form ("cpu")
+    own_page: str = ""  # the URL name of the page it is launched from (an upload, a filter), if not the Launch menu
+    own_page_hint: str = ""  # what to do there, said when someone opens the kind's form instead
+
+    def queue_for(self, params: dict) -> str:
+        return self.queue(params) if callable(self.queue) else self.queue
 
 
-KINDS = {
-    kind.name: kind
-    for kind in [
-        JobKind(
-            "import_prompts",
-            "Import prompts",
-            "apps.datasets.importing.ImportParamsForm",
-            "apps.datasets.importing.run_import",
-        ),
-        JobKind(
-            "score_rollouts",
-            "Score rollouts",
-            "apps.rollouts.scoring.ScoreParamsForm",
-            "apps.rollouts.scoring.run_scoring",
-        ),
-        JobKind("generate", "Generate rollouts", "apps.rollouts.generation.SamplingForm",
-                "apps.rollouts.generation.run_generation"),
-        JobKind("evaluate", "Evaluate a model", "apps.training.evaluation.EvaluateParamsForm",
-                "apps.training.evaluation.run_evaluation"),
-        JobKind("sft", "Supervised fine-tuning", "apps.training.forms.SFTParamsForm",
-                "apps.training.training.run_training"),
-        JobKind("grpo", "GRPO", "apps.training.forms.GRPOParamsForm", "apps.training.training.run_training"),
-        JobKind("rejection_sample", "Rejection sampling", "apps.datasets.rejection.RejectionParamsForm",
-                "apps.datasets.rejection.run_rejection_sampling"),
-        JobKind("ingest_rollouts", "Ingest rollouts", "apps.rollouts.ingest.IngestParamsForm",
-                "apps.rollouts.ingest.run_ingest"),
-        JobKind("compose_version", "Compose a dataset version", "apps.datasets.versions.ComposeParamsForm",
-                "apps.datasets.versions.run_compose"),
-        JobKind("bulk_accept", "Accept rollouts into a dataset", "apps.datasets.bulk_actions.BulkAcceptParamsForm",
-                "apps.datasets.bulk_actions.run_bulk_accept"),
-    ]
-}
+KINDS: dict[str, JobKind] = {}
+
+
+def job_kind(name: str, label: str, params_form: type[forms.Form], **options):
+    """Register the decorated function as the body of job kind `name`."""
+
+    def register(run):
+        if name in KINDS and KINDS[name].run is not run:
+            raise ValueError(f"job kind {name!r} is registered twice")
+        KINDS[name] = JobKind(name, label, params_form, run, **options)
+        return run
+
+    return register
 
 
 def _jsonable(value):
@@ -75,51 +67,8 @@ def validate_params(kind: str, params: dict, via: str = "web") -> dict:
     spec = KINDS.get(kind)
     if spec is None:
         raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}"})
-    form_class = import_string(spec.params_form)
-    form = form_class(data=param_defaults(form_class) | params)
+    form = spec.params_form(data=param_defaults(spec.params_form) | params)
     form.via = via  # what a server-path field may name depends on who asks
     if not form.is_valid():
         raise ValidationError(form.errors.as_data())
     return {name: _jsonable(value) for name, value in form.cleaned_data.items()}
-
-
-def launch(kind: str, params: dict, user=None, label: str = "", enqueue: bool = True, via: str = "web") -> Job:
-    """Validate, create the Job row (and its audit event) and, after commit, hand its id to a worker."""
-    clean = validate_params(kind, params, via)
-    job = Job.objects.create(
-        kind=kind,
-        label=label or KINDS[kind].label,
-        params=clean,
-        queue=queue_for(kind, clean),
-        created_by=user if user is not None and user.is_authenticated else None,
-    )
-    audit.record(user, "job.launch", job, via=via, kind=kind)
-    if enqueue:
-        transaction.on_commit(lambda: send_to_worker(job))
-    return job
-
-
-def queue_for(kind: str, params: dict) -> str:
-    """A job on a vLLM model (or one configured for CUDA) goes to the gpu queue."""
-    from apps.datasets.models import ModelVersion
-
-    if params.get("accelerate_config", "cpu") != "cpu":  # a training job on GPUs
-        return "gpu"
-    if params.get("model_version"):
-        version = ModelVersion.objects.filter(pk=params["model_version"]).first()
-        if version and (version.backend == "vllm" or version.config.get("transformers", {}).get("device") == "cuda"):
-            return "gpu"
-    return KINDS[kind].queue
-
-
-def send_to_worker(job: Job) -> None:
-    from workers.tasks import run_job
-
-    run_job.apply_async(args=[job.pk], queue=job.queue)
-
-
-def retry(job: Job) -> bool:
-    if job.requeue():
-        transaction.on_commit(lambda: send_to_worker(job))
-        return True
-    return False

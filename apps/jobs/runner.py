@@ -15,7 +15,6 @@ from collections import deque
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from apps.core.uploads import discard_upload
 from apps.jobs.kinds import KINDS
@@ -121,7 +120,7 @@ def execute(job_id: int, worker: str) -> str:
     outcome = {"error": "", "traceback": ""}
     try:
         ctx.log(f"started on {worker} (attempt {job.attempts})")
-        ctx.report(**(import_string(KINDS[job.kind].run)(ctx) or {}))
+        ctx.report(**(KINDS[job.kind].run(ctx) or {}))
         status = Job.Status.SUCCEEDED
         ctx.log("succeeded")
     except JobCancelled:

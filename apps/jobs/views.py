@@ -1,25 +1,20 @@
-import csv
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
-from apps.core import audit
 from apps.core.pagination import keyset_page
-from apps.jobs import kinds
+from apps.jobs import kinds, launching
 from apps.jobs.models import Job
-from apps.rollouts import dashboard
-from apps.training.forms import CPU_PRESETS
 
-# Kinds launched from their own pages (an upload, a rollout filter) stay out of the Launch menu.
-OWN_PAGE = {"import_prompts", "ingest_rollouts", "bulk_accept", "compose_version"}
-LAUNCHABLE = [(name, spec.label) for name, spec in kinds.KINDS.items() if name not in OWN_PAGE]
+
+def launchable() -> list[tuple[str, str]]:
+    """The Launch menu: kinds launched from their own pages (an upload, a rollout filter) stay out."""
+    return [(name, spec.label) for name, spec in kinds.KINDS.items() if not spec.own_page]
 
 
 @permission_required("jobs.view_job", raise_exception=True)
@@ -32,7 +27,7 @@ def job_list(request):
         page = keyset_page(jobs, request.GET.get("after"))
     except ValueError as exc:
         return render(request, "error.html", {"message": str(exc)}, status=400)
-    context = {"page": page, "status": status, "statuses": Job.Status.choices, "launchable": LAUNCHABLE}
+    context = {"page": page, "status": status, "statuses": Job.Status.choices, "launchable": launchable()}
     return render(request, "jobs/list.html", context)
 
 
@@ -47,8 +42,7 @@ def job_detail(request, pk):
 @permission_required("jobs.cancel_job", raise_exception=True)
 def job_cancel(request, pk):
     job = get_object_or_404(Job, pk=pk)
-    if job.request_cancel():
-        audit.record(request.user, "job.cancel", job)
+    if launching.cancel(job, request.user):
         messages.info(request, "Cancel requested." if job.status == Job.Status.RUNNING else "Job cancelled.")
     else:
         messages.warning(request, f"The job is {job.status}; nothing to cancel.")
@@ -59,7 +53,7 @@ def job_cancel(request, pk):
 @permission_required("jobs.cancel_job", raise_exception=True)
 def job_retry(request, pk):
     job = get_object_or_404(Job, pk=pk)
-    if kinds.retry(job):
+    if launching.retry(job, request.user):
         messages.info(request, "Job queued again.")
     else:
         messages.warning(request, f"The job is {job.status}; only failed or cancelled jobs can be retried.")
@@ -67,12 +61,11 @@ def job_retry(request, pk):
 
 
 def _params_form(kind):
-    """The kind's params form class and its defaults (each field's initial, called if callable)."""
+    """The kind, its params form class and its defaults (each field's initial, called if callable)."""
     spec = kinds.KINDS.get(kind)
     if spec is None:
         raise Http404(f"No job kind {kind!r}")
-    form_class = import_string(spec.params_form)
-    return form_class, kinds.param_defaults(form_class)
+    return spec, spec.params_form, kinds.param_defaults(spec.params_form)
 
 
 def _posted_params(request, form_class) -> dict:
@@ -86,17 +79,17 @@ def _posted_params(request, form_class) -> dict:
 
 @permission_required("jobs.launch_job", raise_exception=True)
 def job_new(request, kind):
-    form_class, defaults = _params_form(kind)
-    if kind == "import_prompts":
-        messages.info(request, "Imports need an uploaded file: open a dataset and use its import page.")
-        return redirect("dataset_list")
+    spec, form_class, defaults = _params_form(kind)
+    if spec.own_page:
+        messages.info(request, spec.own_page_hint or f"{spec.label} is launched from its own page.")
+        return redirect(spec.own_page)
     status = 200
     if request.method == "POST":
         params = _posted_params(request, form_class)
         form = form_class(data=defaults | params)
         if form.is_valid():
             try:
-                job = kinds.launch(kind, params, user=request.user)
+                job = launching.launch(kind, params, user=request.user)
             except ValidationError as exc:  # e.g. a row deleted meanwhile
                 form.add_error(None, exc)
             else:
@@ -104,62 +97,20 @@ def job_new(request, kind):
                 return redirect("job_detail", pk=job.pk)
         status = 400
     else:
-        preset = CPU_PRESETS.get(kind, {}) if request.GET.get("preset") == "cpu" else {}
+        preset = spec.presets.get(request.GET.get("preset", ""), {})
         given = {k: v for k, v in request.GET.items() if k in form_class.base_fields}
         form = form_class(initial=defaults | preset | given)
-    context = {"form": form, "kind": kind, "spec": kinds.KINDS[kind], "has_preset": kind in CPU_PRESETS}
+    context = {"form": form, "kind": kind, "spec": spec, "has_preset": "cpu" in spec.presets}
     return render(request, "jobs/new.html", context, status=status)
 
 
 @require_POST
 @permission_required("jobs.launch_job", raise_exception=True)
 def job_preview(request, kind):
-    form_class, defaults = _params_form(kind)
+    _, form_class, defaults = _params_form(kind)
     form = form_class(data=defaults | _posted_params(request, form_class))
     # Always 200, even when invalid: htmx swaps only 2xx responses.
     context = {"form": form, "valid": form.is_valid()}
     if context["valid"] and hasattr(form, "preview"):
         context["preview"] = form.preview()
     return render(request, "jobs/_preview.html", context)
-
-
-def _dashboard_job(request, pk):
-    """The job (404 if missing) and the ?min_reward= override; ValueError says what is wrong with it."""
-    job = get_object_or_404(Job, pk=pk)
-    return job, dashboard.parse_min_reward(request.GET.get("min_reward"))
-
-
-@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
-def job_dashboard(request, pk):
-    try:
-        job, min_reward = _dashboard_job(request, pk)
-    except ValueError as exc:
-        return render(request, "error.html", {"message": str(exc)}, status=400)
-    # The override travels on to the JSON the page fetches and to the download links.
-    query = "?" + urlencode({"min_reward": min_reward}) if min_reward is not None else ""
-    context = {"job": job, "data": dashboard.dashboard_data(job, min_reward), "query": query, "min_reward": min_reward}
-    return render(request, "jobs/dashboard.html", context)
-
-
-@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
-def job_dashboard_data(request, pk):
-    try:
-        job, min_reward = _dashboard_job(request, pk)
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse(dashboard.dashboard_data(job, min_reward))
-
-
-@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
-def job_dashboard_csv(request, pk):
-    try:
-        job, min_reward = _dashboard_job(request, pk)
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
-    header, rows = dashboard.series_rows(dashboard.dashboard_data(job, min_reward))
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-dashboard.csv"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return response

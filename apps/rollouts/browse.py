@@ -10,7 +10,6 @@ from django.db.models.functions import Left
 
 from apps.core import search
 from apps.core.pagination import keyset_page
-from apps.curation.models import Annotation
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.rollouts.models import Rollout, reward_component_value
 
@@ -93,7 +92,7 @@ class RolloutFilterForm(forms.Form):
         if data["component"]:
             rollouts = _component_range(rollouts, data["component"], data["component_min"], data["component_max"])
         if data["annotated"]:
-            annotated = Exists(Annotation.objects.filter(item__rollout=OuterRef("pk")))
+            annotated = Exists(Rollout.objects.filter(pk=OuterRef("pk"), review_items__annotations__isnull=False))
             rollouts = rollouts.filter(annotated if data["annotated"] == "yes" else ~annotated)
         if data["q"].strip():
             rollouts = _search(rollouts, data["q"].strip())

@@ -14,6 +14,7 @@ from django.db.models import Count
 
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, ModelVersion, Prompt
+from apps.jobs.kinds import job_kind
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.scoring import sample_for
 from workers.generation.base import BackendError, BackendUnavailable, SamplingParams
@@ -193,6 +194,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
     stats.prompts_done += len(batch)
 
 
+@job_kind("generate", "Generate rollouts", SamplingForm, queue=ModelVersion.queue_for)
 def run_generation(ctx) -> dict:
     stats = sample_rollouts(ctx, ctx.params)
     return {"skipped": {str(k): v for k, v in list(stats.skipped.items())[:100]}} if stats.skipped else {}

@@ -49,6 +49,7 @@ from apps.datasets.importing import (
     read_parquet,
 )
 from apps.datasets.models import Dataset, ModelVersion, Prompt
+from apps.jobs.kinds import job_kind
 from apps.jobs.models import Job
 from apps.rollouts.generation import completion_fields
 from apps.rollouts.models import PromptTemplate, Rollout
@@ -797,6 +798,7 @@ class IngestUploadForm(IngestOptionsForm):
     field_order = ("file",)
 
 
+@job_kind("ingest_rollouts", "Ingest rollouts", IngestParamsForm, own_page="rollout_ingest")
 def run_ingest(ctx) -> dict:
     params = ctx.params
     job = ctx.job

@@ -6,6 +6,7 @@ from django import forms
 from django.db.models import Avg
 
 from apps.datasets.models import ModelVersion
+from apps.jobs.kinds import job_kind
 from apps.rollouts.models import RewardRecipe, Rollout
 from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
@@ -58,6 +59,7 @@ def sample_for(prompt, completion: str, finish_reason: str = "stop") -> Sample:
     )
 
 
+@job_kind("score_rollouts", "Score rollouts", ScoreParamsForm, queue=ModelVersion.queue_for)
 def run_scoring(ctx) -> dict:
     params = ctx.params
     recipe_row = RewardRecipe.objects.get(pk=params["recipe"])

@@ -6,9 +6,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.core.counting import fast_count
 from apps.core.uploads import save_upload
-from apps.curation.models import Annotation
 from apps.datasets.models import Dataset
-from apps.datasets.views import launch_for_form
+from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.rollouts import groups
 from apps.rollouts.browse import RolloutFilterForm
@@ -59,7 +58,8 @@ def rollout_detail(request, pk):
         .only("job_id", "step", "total_reward", "is_correct", "model_version__name", "model_version__step")
         .order_by("-pk")[:OTHER_CHECKPOINTS]
     )
-    annotations = list(Annotation.objects.filter(item__rollout=rollout).select_related("annotator", "item__queue"))
+    items = rollout.review_items.select_related("queue").prefetch_related("annotations__annotator").order_by("pk")
+    annotations = [annotation for item in items for annotation in item.annotations.all()]
     for annotation in annotations:
         annotation.shown_notes = annotation.notes_for(request.user)
     context = {
@@ -139,7 +139,7 @@ def rollout_ingest(request):
             data = form.cleaned_data
             params = {"dataset": data["dataset"].pk, "path": str(save_upload(data["file"])), "format": data["format"],
                       "partial": data["partial"], "model_name": data["model_name"]}
-            job = launch_for_form(request, form, "ingest_rollouts", params,
+            job = launching.launch_for_form(request, form, "ingest_rollouts", params,
                                   label=f"Ingest {data['file'].name} into {data['dataset'].name}")
             if job:
                 return redirect("job_detail", pk=job.pk)

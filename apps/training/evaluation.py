@@ -2,6 +2,8 @@
 
 from django import forms
 
+from apps.datasets.models import ModelVersion
+from apps.jobs.kinds import job_kind
 from apps.rollouts.generation import SamplingForm, sample_rollouts
 from apps.rollouts.models import Rollout
 from apps.training.models import Evaluation
@@ -21,6 +23,7 @@ class EvaluateParamsForm(SamplingForm):
         return data
 
 
+@job_kind("evaluate", "Evaluate a model", EvaluateParamsForm, queue=ModelVersion.queue_for)
 def run_evaluation(ctx) -> dict:
     params = ctx.params
     sample_rollouts(ctx, params)

@@ -23,7 +23,7 @@ from django.db import transaction
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
 from apps.training.forms import CPU_PRESETS
@@ -56,7 +56,7 @@ def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user
     run = {"base": base.pk}
 
     def step(kind, params, label):
-        job = kinds.launch(kind, params, user=user, label=f"{config.name}: {label}")
+        job = launching.launch(kind, params, user=user, label=f"{config.name}: {label}")
         log(f"{label}: job #{job.pk} queued")
         job = _wait(job, timeout_s - (time.monotonic() - started))
         if job.status != Job.Status.SUCCEEDED:

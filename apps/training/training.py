@@ -25,10 +25,11 @@ from django.db import transaction
 
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import DatasetVersion, ModelVersion, Prompt
+from apps.jobs.kinds import job_kind
 from apps.jobs.runner import JobCancelled
 from apps.rollouts.generation import completion_fields, template_text
 from apps.rollouts.models import RewardRecipe, Rollout
-from apps.training.forms import sft_steps, training_processes
+from apps.training.forms import CPU_PRESETS, GRPOParamsForm, SFTParamsForm, sft_steps, training_processes
 from apps.training.models import StepMetric
 from workers.generation.templates import render
 from workers.rewards.recipes import rollout_columns
@@ -59,6 +60,13 @@ class Run:
         self.log = self.dir / "train.log"
 
 
+def training_queue(params: dict) -> str:
+    """gpu for any accelerate config but the CPU one, or for a model set to run on CUDA."""
+    return "gpu" if params.get("accelerate_config", "cpu") != "cpu" else ModelVersion.queue_for(params)
+
+
+@job_kind("grpo", "GRPO", GRPOParamsForm, queue=training_queue, presets={"cpu": CPU_PRESETS["grpo"]})
+@job_kind("sft", "Supervised fine-tuning", SFTParamsForm, queue=training_queue, presets={"cpu": CPU_PRESETS["sft"]})
 def run_training(ctx) -> dict:
     job, params = ctx.job, ctx.params
     run = Run(job)

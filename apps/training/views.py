@@ -1,7 +1,13 @@
+import csv
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import permission_required
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.datasets.models import ModelVersion
+from apps.jobs.models import Job
+from apps.training import dashboard
 from apps.training.comparison import ComparisonError, compare_prompts, evaluation_pair, evaluation_table, metric_rows
 from apps.training.pipeline import lineage_root, pipeline_for
 
@@ -38,3 +44,45 @@ def evaluation_compare(request):
         return render(request, "training/evaluation_compare.html", {"error": str(exc)}, status=exc.status)
     context = {"a": a, "b": b, "metrics": metric_rows(a, b), "prompts": compare_prompts(a, b)}
     return render(request, "training/evaluation_compare.html", context)
+
+
+def _dashboard_job(request, pk):
+    """The job (404 if missing) and the ?min_reward= override; ValueError says what is wrong with it."""
+    job = get_object_or_404(Job, pk=pk)
+    return job, dashboard.parse_min_reward(request.GET.get("min_reward"))
+
+
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
+def job_dashboard(request, pk):
+    try:
+        job, min_reward = _dashboard_job(request, pk)
+    except ValueError as exc:
+        return render(request, "error.html", {"message": str(exc)}, status=400)
+    # The override travels on to the JSON the page fetches and to the download links.
+    query = "?" + urlencode({"min_reward": min_reward}) if min_reward is not None else ""
+    context = {"job": job, "data": dashboard.dashboard_data(job, min_reward), "query": query, "min_reward": min_reward}
+    return render(request, "training/dashboard.html", context)
+
+
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
+def job_dashboard_data(request, pk):
+    try:
+        job, min_reward = _dashboard_job(request, pk)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse(dashboard.dashboard_data(job, min_reward))
+
+
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
+def job_dashboard_csv(request, pk):
+    try:
+        job, min_reward = _dashboard_job(request, pk)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+    header, rows = dashboard.series_rows(dashboard.dashboard_data(job, min_reward))
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-dashboard.csv"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response

@@ -7,7 +7,7 @@ from apps.api.responses import WRITE
 from apps.api.schemas import IngestForm, IngestRefusedOut, JobOut
 from apps.core.uploads import discard_upload, save_upload
 from apps.datasets.models import Dataset
-from apps.jobs import kinds
+from apps.jobs import kinds, launching
 from apps.jobs.models import Job
 
 router = Router(tags=["rollouts"])
@@ -33,8 +33,8 @@ def ingest(request, file: File[UploadedFile], options: Form[IngestForm]):
     params = {"path": str(path), "dataset": dataset.pk, "format": options.format, "partial": options.partial,
               "model_name": options.model_name}
     try:
-        job = kinds.launch("ingest_rollouts", params, user=request.user, label=f"Ingest {file.name} into {dataset.name}",
-                           via="api")
+        job = launching.launch("ingest_rollouts", params, user=request.user, label=f"Ingest {file.name} into {dataset.name}",
+                               via="api")
     except kinds.ValidationError as exc:
         discard_upload(path)  # the job that would have deleted it was never made
         raise ApiError(422, field_errors(exc, "form")) from None

@@ -6,8 +6,7 @@ from apps.api.errors import ApiError, field_errors
 from apps.api.paging import page
 from apps.api.responses import READ, READ_ONE, WRITE
 from apps.api.schemas import ErrorOut, JobIn, JobOut, JobPage, JobQuery
-from apps.core import audit
-from apps.jobs import kinds
+from apps.jobs import kinds, launching
 from apps.jobs.models import Job
 
 router = Router(tags=["jobs"])
@@ -38,7 +37,7 @@ def get_job(request, job_id: int):
 def launch_job(request, payload: JobIn):
     require_perm(request, "jobs.launch_job")
     try:
-        job = kinds.launch(payload.kind, payload.params, user=request.user, label=payload.label, via="api")
+        job = launching.launch(payload.kind, payload.params, user=request.user, label=payload.label, via="api")
     except kinds.ValidationError as exc:
         errors = field_errors(exc, "body")
         for error in errors:  # the form names a parameter; "kind" is the body's own field
@@ -54,7 +53,6 @@ def launch_job(request, payload: JobIn):
 def cancel_job(request, job_id: int):
     require_perm(request, "jobs.cancel_job")
     job = get_object_or_404(JOBS, pk=job_id)
-    if not job.request_cancel():
+    if not launching.cancel(job, request.user, via="api"):
         raise ApiError(409, f"The job is {job.status}; nothing to cancel")
-    audit.record(request.user, "job.cancel", job, via="api")
     return job

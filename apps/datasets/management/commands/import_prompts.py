@@ -3,20 +3,10 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.datasets.cli import dataset_named
 from apps.datasets.importing import FieldMappingForm
-from apps.datasets.models import Dataset
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.runner import execute
-
-
-def dataset_named(name: str, create: bool) -> Dataset:
-    """The dataset a command writes into; made only when asked (--create), so a typo is not a new dataset."""
-    if create:
-        return Dataset.objects.get_or_create(name=name)[0]
-    dataset = Dataset.objects.filter(name=name).first()
-    if dataset is None:
-        raise CommandError(f"No dataset {name!r}; pass --create to make it")
-    return dataset
 
 
 class Command(BaseCommand):
@@ -37,8 +27,8 @@ class Command(BaseCommand):
         params = {name: opts[name] for name in FieldMappingForm.base_fields}
         params |= {"dataset": dataset.pk, "path": opts["path"]}
         try:
-            job = kinds.launch("import_prompts", params, label=f"Import into {dataset.name}",
-                               enqueue=opts["enqueue"], via="cli")
+            job = launching.launch("import_prompts", params, label=f"Import into {dataset.name}",
+                                   enqueue=opts["enqueue"], via="cli")
         except ValidationError as exc:
             raise CommandError("; ".join(f"{f}: {' '.join(m)}" for f, m in exc.message_dict.items())) from None
         if opts["enqueue"]:

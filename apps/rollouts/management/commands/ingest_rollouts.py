@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.datasets.management.commands.import_prompts import dataset_named
+from apps.datasets.cli import dataset_named
 from apps.rollouts.ingest import (
     FORMATS,
     IngestFileError,

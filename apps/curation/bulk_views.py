@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.core.pagination import keyset_page
-from apps.datasets.bulk_actions import (
+from apps.curation.bulk_actions import (
     UndoRefused,
     describe_filter,
     filter_params,
@@ -35,7 +35,7 @@ def rollout_bulk(request):
     filter_form = RolloutFilterForm(filters)
     context = {"filter_form": filter_form, "query": urlencode(filters), "datasets": Dataset.objects.all()}
     if not filter_form.is_valid():
-        return render(request, "datasets/bulk_preview.html", context, status=400)
+        return render(request, "curation/bulk_preview.html", context, status=400)
     count = filter_form.rollouts().count()
     context |= {"count": count, "phrases": describe_filter(filters),
                 "sample": filter_form.page(None, per_page=SAMPLE_ROWS).items}
@@ -59,7 +59,7 @@ def rollout_bulk(request):
     else:
         form = BulkAcceptForm(initial={"seen_count": count})
     context["form"] = form
-    return render(request, "datasets/bulk_preview.html", context, status=status)
+    return render(request, "curation/bulk_preview.html", context, status=status)
 
 
 @permission_required("datasets.view_bulkaction", raise_exception=True)
@@ -69,7 +69,7 @@ def bulk_list(request):
         page = keyset_page(actions, request.GET.get("after"))
     except ValueError as exc:
         return render(request, "error.html", {"message": f"after: {exc}"}, status=400)
-    return render(request, "datasets/bulk_list.html", {"page": page})
+    return render(request, "curation/bulk_list.html", {"page": page})
 
 
 @permission_required("datasets.view_bulkaction", raise_exception=True)
@@ -77,7 +77,7 @@ def bulk_detail(request, pk):
     action = get_object_or_404(BulkAction.objects.select_related("dataset", "user", "job", "undone_by"), pk=pk)
     context = {"action": action, "job": action.job, "phrases": describe_filter(action.filter_params),
                "query": urlencode(action.filter_params)}
-    template = "datasets/bulk_status.html" if request.htmx else "datasets/bulk_detail.html"
+    template = "curation/bulk_status.html" if request.htmx else "curation/bulk_detail.html"
     return render(request, template, context)
 
 

@@ -8,8 +8,9 @@ from collections import Counter
 
 from django import forms
 
-from apps.datasets.models import Dataset, Example
+from apps.datasets.models import Dataset, Example, ModelVersion
 from apps.datasets.versions import freeze_version
+from apps.jobs.kinds import job_kind
 from apps.rollouts.generation import SamplingForm, sample_rollouts
 from apps.rollouts.models import Rollout
 from apps.rollouts.scoring import sample_for
@@ -35,6 +36,7 @@ class RejectionParamsForm(SamplingForm):
         return ",".join(names)
 
 
+@job_kind("rejection_sample", "Rejection sampling", RejectionParamsForm, queue=ModelVersion.queue_for)
 def run_rejection_sampling(ctx) -> dict:
     params = ctx.params
     sample_rollouts(ctx, params)

@@ -22,7 +22,8 @@ from apps.datasets.models import (
     DatasetVersionExample,
     Example,
 )
-from apps.jobs import kinds
+from apps.jobs import launching
+from apps.jobs.kinds import job_kind
 from apps.jobs.models import Job
 from apps.jobs.runner import JobCancelled
 from apps.rollouts.browse import RolloutFilterForm
@@ -111,9 +112,9 @@ def start_bulk_accept(params: dict, dataset_name: str, user, via: str = "web") -
         dataset, _ = Dataset.objects.get_or_create(
             name=dataset_name, defaults={"description": CANDIDATE_SET, "created_by": user})
         action = BulkAction.objects.create(user=user, filter_params=filters, dataset=dataset)
-        action.job = kinds.launch("bulk_accept", {"filters": filters, "dataset": dataset.name,
+        action.job = launching.launch("bulk_accept", {"filters": filters, "dataset": dataset.name,
                                                   "bulk_action": action.pk},
-                                  user=user, label=f"Accept rollouts into {dataset.name}", via=via)
+                                      user=user, label=f"Accept rollouts into {dataset.name}", via=via)
         action.save(update_fields=["job"])
     return action
 
@@ -121,6 +122,7 @@ def start_bulk_accept(params: dict, dataset_name: str, user, via: str = "web") -
 # -- the job -------------------------------------------------------------------------------------
 
 
+@job_kind("bulk_accept", "Accept rollouts into a dataset", BulkAcceptParamsForm, own_page="rollout_list")
 def run_bulk_accept(ctx) -> dict:
     """Turn each matching rollout into an Example of the target dataset, chunk by chunk."""
     params = ctx.params

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 from apps.core.management.commands.worker import worker_argv, worker_env
 from apps.core.roles import ADMIN
 from apps.datasets.models import Dataset, ModelVersion
-from apps.jobs import kinds
+from apps.jobs import launching
 from apps.jobs.runner import execute
 from apps.rollouts.models import RewardRecipe
 from workers.synthetic import arithmetic_dataset
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         path = settings.DATA_DIR / "demo" / "arithmetic.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(p) + "\n" for p in arithmetic_dataset(n, seed=0)))
-        job = kinds.launch(
+        job = launching.launch(
             "import_prompts", {"dataset": dataset.pk, "path": str(path)}, label="Seed demo prompts", enqueue=False, via="cli"
         )
         execute(job.pk, worker="demo-setup")
@@ -80,7 +80,7 @@ class Command(BaseCommand):
         if ModelVersion.objects.filter(name=DEMO_MODEL).exists():
             return
         call_command("tiny_model", "--name", DEMO_MODEL, "--sft-steps", str(sft_steps), stdout=self.stdout)
-        kinds.launch("generate", {
+        launching.launch("generate", {
             "dataset": Dataset.objects.get(name=DEMO_DATASET).pk,
             "model_version": ModelVersion.objects.get(name=DEMO_MODEL).pk,
             "recipe": RewardRecipe.latest("r1-zero-math").pk, "n": 4, "limit": 100, "max_tokens": 64,
