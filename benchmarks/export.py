@@ -80,7 +80,7 @@ def _variants(rng: random.Random) -> tuple[list[str], list[str]]:
         text = " ".join(sentence() for _ in range(rng.randint(1, 3)))
         questions.append(f"{text} What is the value of $n$ for problem {i}?")
     texts = []
-    for i in range(TEXT_VARIANTS):
+    for _ in range(TEXT_VARIANTS):
         target = rng.randint(200, 850)
         paragraphs, size = [], 0
         while size < target:
@@ -342,7 +342,8 @@ def measure(settings_module: str, path: str, cookie: str, expected_lines: int, e
         stop.set()
         sampler.join()
         status = Path(f"/proc/{server.worker.pid}/status").read_text()
-        postgres_cpu = sum(_cpu_seconds(pid) - cpu for pid, cpu in postgres_cpu.items() if Path(f"/proc/{pid}").exists())
+        postgres_cpu = sum(_cpu_seconds(pid) - cpu for pid, cpu in postgres_cpu.items()
+                           if Path(f"/proc/{pid}").exists())
         postgres_cpu += sum(parallel_cpu.values())
         worker_cpu = _cpu_seconds(server.worker.pid) - worker_cpu
     finally:
@@ -467,8 +468,9 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for (order, method), r in results.items():
         print(f"| {order} | {method} | {r['seconds']:.1f} | {r['first_byte']:.2f} "
-              f"| {r['bytes'] / 1e6 / r['seconds']:.1f} | {r['peak_kb'] / 1024:.0f} | {r['sampled_peak_kb'] / 1024:.0f} "
-              f"| {r['rest_kb'] / 1024:.0f} | {r['worker_cpu']:.1f} / {r['postgres_cpu']:.1f} / {r['client_cpu']:.1f} |")
+              f"| {r['bytes'] / 1e6 / r['seconds']:.1f} | {r['peak_kb'] / 1024:.0f} "
+              f"| {r['sampled_peak_kb'] / 1024:.0f} | {r['rest_kb'] / 1024:.0f} "
+              f"| {r['worker_cpu']:.1f} / {r['postgres_cpu']:.1f} / {r['client_cpu']:.1f} |")
     if not args.skip_baseline:
         print()
         for order in versions:

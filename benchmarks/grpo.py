@@ -13,6 +13,7 @@ with and without, `--repeats` times; the figure is TRL's own per-step
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -59,7 +60,11 @@ def main():
     results = {True: [], False: []}
     for repeat in range(args.repeats):
         for record in (True, False):
-            training._spec = lambda *a, record=record, **k: build_spec(*a, **k) | {"record_rollouts": record}
+            def with_recording(*a, record=record, **k):
+                spec = build_spec(*a, **k)
+                return dataclasses.replace(spec, grpo=dataclasses.replace(spec.grpo, record_rollouts=record))
+
+            training._spec = with_recording
             job = launching.launch("grpo", {
                 "model_version": model.pk, "dataset": dataset.pk, "max_steps": args.steps, "batch_size": args.batch,
                 "num_generations": args.group, "steps_per_generation": 1, "max_completion_length": 64,

@@ -33,7 +33,8 @@ TESTS = ({"input": "1 2\n", "output": "3\n"}, {"input": "10 -4\n", "output": "6\
 def old_code_accuracy(commit: str, folder: Path):
     """workers/rewards/code.py and sandbox_runner.py as of `commit`, importable on their own."""
     for name in ("code.py", "sandbox_runner.py"):
-        source = subprocess.run(["git", "show", f"{commit}:workers/rewards/{name}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        source = subprocess.run(["git", "show", f"{commit}:workers/rewards/{name}"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout
         source = source.replace("from workers.rewards.sandbox_runner import", "from old_sandbox_runner import")
         (folder / f"old_{name}").write_text(source)
     sys.path.insert(0, str(folder))
@@ -77,7 +78,8 @@ def main():
     print("|---|---:|---:|---:|")
     for name, row in (("hand-written (before)", old), ("bubblewrap", new)):
         print(f"| {name} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['per_s']:.1f} |")
-    print(f"bubblewrap / before, throughput: {new['per_s'] / old['per_s']:.2f}x; p50 {new['p50_ms'] / old['p50_ms']:.2f}x")
+    print(f"bubblewrap / before, throughput: {new['per_s'] / old['per_s']:.2f}x; "
+          f"p50 {new['p50_ms'] / old['p50_ms']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,11 @@ def fill(n_rollouts: int) -> None:
         c.execute("TRUNCATE rollouts_rollout, datasets_prompt, jobs_job, training_modelversion, datasets_dataset "
                   "RESTART IDENTITY CASCADE")
     rng = random.Random(0)
-    words = ["we", "need", "the", "value", "of", "x", "so", "that", "both", "sides", "hold", "first", "compute", "then", "simplify", "so", "therefore", "the", "sum", "of", "squares", "is", "equal", "hence", "the", "answer", "consider", "the", "case", "where", "n", "is", "even", "odd", "prime", "factor", "divide", "multiply", "integer", "root", "substitute", "back", "verify", "the", "result", "step", "because", "since", "thus"]
+    words = ["we", "need", "the", "value", "of", "x", "so", "that", "both", "sides", "hold", "first", "compute",
+             "then", "simplify", "so", "therefore", "the", "sum", "of", "squares", "is", "equal", "hence", "the",
+             "answer", "consider", "the", "case", "where", "n", "is", "even", "odd", "prime", "factor", "divide",
+             "multiply", "integer", "root", "substitute", "back", "verify", "the", "result", "step", "because",
+             "since", "thus"]
     dataset = Dataset.objects.create(name="bench")
     questions = [" ".join(rng.choices(words, k=25)) + (" aquarium" if i % 50 == 0 else "") + f" #{i}?"
                  for i in range(PROMPTS)]
@@ -82,7 +86,8 @@ def fill(n_rollouts: int) -> None:
                 shape_flags, created_at)
             SELECT j.id, %(first_prompt)s + (g / %(group)s) %% %(prompts)s, %(model)s,
                    (g %% %(per_job)s) / %(per_step)s, (g / %(group)s) %% %(prompts_per_step)s, g %% %(group)s,
-                   'User: question ' || g / %(group)s, '<think>' || v.t || '</think> <answer>' || (g %% 97) || '</answer>',
+                   'User: question ' || g / %(group)s,
+                   '<think>' || v.t || '</think> <answer>' || (g %% 97) || '</answer>',
                    v.t, (g %% 97)::text, 180 + g %% 300, CASE WHEN g %% 40 = 0 THEN 'length' ELSE 'stop' END,
                    r.correct + r.fmt * 0.5,
                    jsonb_build_object('math_accuracy', jsonb_build_object('value', r.correct, 'weight', 1.0),

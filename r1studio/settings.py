@@ -150,6 +150,8 @@ WHITENOISE_USE_FINDERS = True
 
 # Uploads: anything above this many bytes is refused while it streams in.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 512, minimum=1) * 1024 * 1024
+# A composition of more examples than this runs as a job (stage-3 scale would time a request out).
+COMPOSE_IN_REQUEST_MAX = env_int("R1_COMPOSE_IN_REQUEST_MAX", 50_000, minimum=1)
 # What an import or ingest may expand to (zip and gzip contents, Parquet's uncompressed column data,
 # checked before reading), and the longest line of a JSONL or CSV file: a bomb is refused, not read.
 MAX_EXPANDED_BYTES = env_int("R1_MAX_EXPANDED_MB", 4096, minimum=1) * 1024 * 1024
@@ -166,6 +168,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(DATA_DIR / "broker"),
         "data_folder_out": str(DATA_DIR / "broker"),
+        "control_folder": str(DATA_DIR / "broker" / "control"),  # not ./control in whatever folder it started
         "store_processed": False,
     }
     if EMBEDDED_BROKER

@@ -3,8 +3,8 @@
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Prompt
 from apps.jobs.models import Job
-from apps.rollouts.generation import completion_fields
 from apps.rollouts.models import Rollout
+from apps.rollouts.rows import rollout_row
 
 
 def add_prompt(dataset, question, answer="72"):
@@ -17,8 +17,8 @@ def add_rollouts(job: Job, prompt: Prompt, completions, **columns) -> list[Rollo
     start = Rollout.objects.filter(job=job, prompt=prompt, step=columns.get("step", 0)).count()
     rows = []
     for index, completion in enumerate(completions):
-        row = {"job_id": job.pk, "prompt_id": prompt.pk, "sample_index": start + index, "completion": completion,
-               "prompt_text": f"User: {prompt.question}\nAssistant: <think>", **completion_fields(completion)}
+        row = rollout_row(job_id=job.pk, prompt_id=prompt.pk, completion=completion, sample_index=start + index,
+                          prompt_text=f"User: {prompt.question}\nAssistant: <think>")
         for name, value in columns.items():
             row[name] = value[index] if isinstance(value, list) else value
         rows.append(row)

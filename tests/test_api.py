@@ -527,7 +527,8 @@ class TestIngest:
         assert body["status"] == "failed" and "nothing was ingested" in body["error"]
         assert "line 4: field 'completion'" in body["error"]
         assert Rollout.objects.count() == 0
-        partial = wait_for_job(Job.objects.get(pk=self.upload(admin, path, format="jsonl", partial="true").json()["id"]))
+        partial_id = self.upload(admin, path, format="jsonl", partial="true").json()["id"]
+        partial = wait_for_job(Job.objects.get(pk=partial_id))
         result = admin.get(f"/jobs/{partial.pk}").json()["result"]
         assert result["landed"] == 3 and list(result["rejected"]) == ["line 4"]
 

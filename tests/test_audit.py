@@ -14,7 +14,8 @@ def test_launching_and_cancelling_a_job_are_logged_with_who_and_how(client, user
     client.force_login(users["admin"])
     client.post(reverse("job_cancel", args=[job.pk]))
     events = list(AuditEvent.objects.order_by("id").values_list("actor__username", "action", "target_id", "via"))
-    assert events == [("admin_user", "job.launch", str(job.pk), "web"), ("admin_user", "job.cancel", str(job.pk), "web")]
+    assert events == [("admin_user", "job.launch", str(job.pk), "web"),
+                      ("admin_user", "job.cancel", str(job.pk), "web")]
     assert AuditEvent.objects.get(action="job.launch").details == {"kind": "import_prompts"}
 
 
@@ -34,7 +35,8 @@ def test_cancel_and_retry_are_each_logged_once_from_the_page_and_the_api(client,
 
 def test_only_admins_see_the_log_and_it_filters_by_action_and_person(client, users, dataset, tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?"}])
-    launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["reviewer"], enqueue=False)
+    launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["reviewer"],
+                     enqueue=False)
     launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, user=users["admin"], enqueue=False,
                      via="cli")
     client.force_login(users["reviewer"])

@@ -134,15 +134,15 @@ def test_500_twice_then_success(server, make_backend):
     assert len(server.posts()) == 3
 
 
-def test_hanging_answer_times_out_then_succeeds(server, make_backend):
+def test_hanging_answer_times_out_then_succeeds(server, make_backend, caplog):
     server.script = [("hang", 1.0)]
     backend = make_backend(server.url, timeout_s=0.2)
-    start = time.monotonic()
     [[completion]] = backend.generate(["x"], SamplingParams())
 
-    assert time.monotonic() - start < 0.9  # gave up on the hanging answer without waiting for it
     assert completion.text == "x -> sample 0"
-    assert len(server.posts()) == 2
+    assert len(server.posts()) == 2  # gave up on the hanging answer and asked again
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 1 and "no answer within 0.2s" in retries[0]
 
 
 def test_permanent_500_fails_after_the_retries(server, make_backend):
@@ -157,15 +157,14 @@ def test_permanent_500_fails_after_the_retries(server, make_backend):
     assert len(server.posts()) == 4
 
 
-def test_stale_kept_alive_connections_are_replaced(server, make_backend):
+def test_stale_kept_alive_connections_are_replaced(server, make_backend, caplog):
     server.drop_idle = True  # every pooled connection is dead by its next use
-    backend = make_backend(server.url, max_concurrency=1, backoff_s=5)  # a backoff would blow the time
-    start = time.monotonic()
+    backend = make_backend(server.url, max_concurrency=1)
     out = backend.generate(["a", "b", "c"], SamplingParams())
 
     assert [c[0].text for c in out] == ["a -> sample 0", "b -> sample 0", "c -> sample 0"]
-    assert time.monotonic() - start < 2
     assert len(server.posts()) == 3
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # replaced, not retried after a backoff
 
 
 # Failures that retrying will not fix
@@ -198,15 +197,14 @@ def test_400_is_not_retried(server, make_backend):
     assert len(server.posts()) == 1
 
 
-def test_unreachable_port_is_unavailable_at_once(make_backend):
+def test_unreachable_port_is_unavailable_at_once(make_backend, caplog):
     url = f"http://127.0.0.1:{closed_port()}/v1"
     backend = make_backend(url, max_retries=4, backoff_s=1.0)
-    start = time.monotonic()
     with pytest.raises(BackendUnavailable) as failure:
         backend.generate(["x", "y"], SamplingParams())
 
     assert str(failure.value) == f"cannot reach {url}: connection refused"
-    assert time.monotonic() - start < 0.5  # no backoff
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # no backoff, no second attempt
 
 
 @pytest.mark.parametrize("body, expected", [

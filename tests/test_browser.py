@@ -84,9 +84,10 @@ def demo(tmp_path_factory):
     log_path = folder / "demo.log"
     with open(log_path, "wb") as log:
         # A session of its own, so stopping it reaches the worker and gunicorn too.
-        # --sft-steps 0, --no-miniature: the tiny model's SFT and GRPO take minutes on 2 cores; the rest is the demo as run.
-        proc = subprocess.Popen([DEMO_COMMAND, "demo", "--port", str(port), "--sft-steps", "0", "--no-miniature"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # --sft-steps 0, --no-miniature: the tiny model's SFT and GRPO take minutes on 2 cores;
+        # the rest is the demo as run.
+        proc = subprocess.Popen([DEMO_COMMAND, "demo", "--port", str(port), "--sft-steps", "0", "--no-miniature"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT

@@ -119,7 +119,8 @@ def test_an_annotator_reviews_with_the_keyboard_only(browser_context, queue, ann
 
     # Edit: the editor opens on the rollout's own reasoning and answer, focused in the reasoning.
     page.keyboard.press("e")
-    editor, reasoning, summary = page.locator("#editor"), page.locator("#edited_reasoning"), page.locator("#edited_summary")
+    editor = page.locator("#editor")
+    reasoning, summary = page.locator("#edited_reasoning"), page.locator("#edited_summary")
     expect(editor).to_be_visible()
     expect(reasoning).to_be_focused()
     expect(reasoning).to_have_value("Add them: 2 + 2 = 4.")

@@ -31,8 +31,8 @@ def grpo_run(dataset):
             completions = [solved(answer, f"Wait, {answer} apples: re-check the sum. $x = {answer}$"),
                            solved("0"), solved(answer), "<think>" + "no idea " * 10 + "</think>"]
             rewards = [1.5, 0.5, 1.5, 0.0]
-            add_rollouts(job, prompt, completions, step=step, total_reward=rewards, advantage=[0.87, -0.87, 0.87, -0.87],
-                         is_correct=[True, False, True, False],
+            add_rollouts(job, prompt, completions, step=step, total_reward=rewards,
+                         advantage=[0.87, -0.87, 0.87, -0.87], is_correct=[True, False, True, False],
                          rewards=[{"math_accuracy": {"value": r // 1, "weight": 1.0, "details": {"extracted": answer}}}
                                   for r in rewards])
         StepMetric.objects.create(job=job, step=step, metrics={"kl": 0.01 * step, "loss": 0.5 - 0.01 * step})

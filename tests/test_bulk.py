@@ -1,3 +1,4 @@
+import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -59,7 +60,7 @@ def test_hostile_text_with_nul_bytes_is_stored(prompts):
 def test_all_batches_land_or_none(dataset):
     rows = [{"dataset_id": dataset.pk, "question": f"q{i}", "content_hash": f"h{i}"} for i in range(10)]
     rows[7]["question"] = None  # breaks NOT NULL in the third batch, after two landed
-    with pytest.raises(Exception):
+    with pytest.raises(psycopg.errors.NotNullViolation):
         with transaction.atomic():
             bulk_insert(Prompt, rows, batch_size=3)
     assert Prompt.objects.count() == 0

@@ -9,7 +9,6 @@ from django.urls import reverse
 from apps.core.models import AuditEvent
 from apps.curation.bulk_actions import (
     describe_filter,
-    preview_count,
     run_bulk_accept,
     start_bulk_accept,
 )
@@ -56,7 +55,7 @@ def test_the_preview_shows_the_filter_in_words_and_its_exact_count(client, users
     assert page.status_code == 200
     expected = RolloutFilterForm(FILTER)
     assert expected.is_valid()
-    assert page.context["count"] == expected.rollouts().count() == 5 == preview_count(FILTER)
+    assert page.context["count"] == expected.rollouts().count() == 5
     html = page.content.decode()
     assert 'data-count="5"' in html and "Correct: yes" in html and "Language consistency ≥ 0.95" in html
     assert {r.pk for r in page.context["sample"]} == {r.pk for r in rollouts}

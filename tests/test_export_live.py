@@ -15,8 +15,9 @@ def test_load_dataset_streams_a_version_from_the_api_url(live_server, dataset, u
 
     examples = []
     for i in range(30):
-        example = Example(dataset=dataset, messages=[{"role": "user", "content": f"{i} + {i}?"},
-                                                     {"role": "assistant", "content": f"<think>\n{i}+{i}\n</think>\n\n{2 * i}"}])
+        messages = [{"role": "user", "content": f"{i} + {i}?"},
+                    {"role": "assistant", "content": f"<think>\n{i}+{i}\n</think>\n\n{2 * i}"}]
+        example = Example(dataset=dataset, messages=messages)
         example.save()
         examples.append(example)
     version = freeze_version(dataset, examples[::-1])

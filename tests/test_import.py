@@ -72,7 +72,8 @@ def test_it_imports_parquet(dataset, tmp_path):
 def test_it_imports_a_saved_datasets_folder_and_picks_the_split(dataset, tmp_path):
     rows = [{**r, "answer": str(r["answer"]), "domain": r.get("domain", ""), "tests": json.dumps(r.get("tests", []))}
             for r in RECORDS]
-    DatasetDict({"test": HFDataset.from_list(rows), "train": HFDataset.from_list(rows[:1])}).save_to_disk(tmp_path / "hf")
+    splits = {"test": HFDataset.from_list(rows), "train": HFDataset.from_list(rows[:1])}
+    DatasetDict(splits).save_to_disk(tmp_path / "hf")
     job = run_import(dataset, tmp_path / "hf", split="test")
     assert job.status == "succeeded", job.error
     assert_three_prompts_landed(dataset)
@@ -91,7 +92,8 @@ def test_the_field_mapping_renames_columns(dataset, tmp_path):
                      default_language="de")
     assert job.status == "succeeded", job.error
     p = Prompt.objects.get(dataset=dataset)
-    assert (p.question, p.reference_answer, p.metadata, p.language) == ("Tom has 3 apples...", "#### 3", {"id": 7}, "de")
+    assert (p.question, p.reference_answer, p.metadata, p.language) == (
+        "Tom has 3 apples...", "#### 3", {"id": 7}, "de")
 
 
 def test_duplicates_are_counted_and_skipped_never_doubled(dataset, tmp_path):

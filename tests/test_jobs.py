@@ -19,8 +19,8 @@ def unique_prompts(n, seed=0):
 @pytest.mark.django_db
 class TestJobStates:
     def test_only_one_worker_can_claim_a_job(self, dataset, tmp_path):
-        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(write_jsonl(tmp_path / "a.jsonl", []))},
-                               enqueue=False)
+        path = write_jsonl(tmp_path / "a.jsonl", [])
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
         other = Job.objects.get(pk=job.pk)
         assert job.claim("worker-a") is True
         assert other.claim("worker-b") is False
@@ -35,8 +35,8 @@ class TestJobStates:
         assert Prompt.objects.count() == 5
 
     def test_cancel_of_a_queued_job_is_immediate(self, dataset, tmp_path):
-        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(write_jsonl(tmp_path / "a.jsonl", []))},
-                               enqueue=False)
+        path = write_jsonl(tmp_path / "a.jsonl", [])
+        job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(path)}, enqueue=False)
         assert job.request_cancel()
         assert job.status == "cancelled" and job.finished_at is not None
         assert execute(job.pk, "w1") == "skipped"

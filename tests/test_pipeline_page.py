@@ -71,7 +71,8 @@ def test_a_cold_start_model_is_done_counts_its_checkpoints_and_feeds_reasoning_r
     assert launch_href("grpo", params) in html
 
 
-def test_rejection_sampling_then_sft_of_the_base_then_distillation(admin_client, base, dataset, django_assert_max_num_queries):
+def test_rejection_sampling_then_sft_of_the_base_then_distillation(admin_client, base, dataset,
+                                                                   django_assert_max_num_queries):
     cold = trained("tiny-cold", Stage.COLD_START, base, "sft")
     rl = trained("tiny-rl", Stage.REASONING_RL, cold, "grpo", dataset=dataset.pk)
     stages, _ = page(admin_client, base)

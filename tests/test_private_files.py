@@ -81,6 +81,7 @@ def check_sqlite_modes(connection, name, tmp_path):
     connection.ensure_connection()  # the WAL files exist from the first connection on
     try:
         assert mode(name) == 0o600
-        assert all(mode(p) == 0o600 for p in tmp_path.glob("db.sqlite3-*")), json.dumps([str(p) for p in tmp_path.iterdir()])
+        assert all(mode(p) == 0o600 for p in tmp_path.glob("db.sqlite3-*")), (
+            json.dumps([str(p) for p in tmp_path.iterdir()]))
     finally:
         connection.close()

@@ -67,39 +67,82 @@ CASES = {
     # The plain case: read stdin, print the answer.
     "stdin_right": Case(block(RIGHT_ADD), ADD, 1.0, ("ok", "ok")),
     # Trailing spaces and blank lines do not count.
-    "stdin_trailing_whitespace": Case(block("a, b = map(int, input().split())\nprint(a + b, '  ')\nprint()\nprint()"), ADD, 1.0),
+    "stdin_trailing_whitespace": Case(
+        block("a, b = map(int, input().split())\nprint(a + b, '  ')\nprint()\nprint()"),
+        ADD, 1.0,
+    ),
     # A main guard runs in stdin style: the code is __main__.
-    "stdin_main_guard": Case(block("def main():\n    print(sum(map(int, input().split())))\nif __name__ == '__main__':\n    main()"), ADD, 1.0),
+    "stdin_main_guard": Case(
+        block("def main():\n    print(sum(map(int, input().split())))\nif __name__ == '__main__':\n    main()"),
+        ADD, 1.0,
+    ),
     # The function style, positional and keyword arguments.
-    "function_right": Case(block("def add(a, b):\n    return a + b"), (call("add", [1, 2], 3), call("add", [], 5, a=2, b=3)), 1.0),
+    "function_right": Case(
+        block("def add(a, b):\n    return a + b"),
+        (call("add", [1, 2], 3), call("add", [], 5, a=2, b=3)), 1.0,
+    ),
     # Compared after a JSON round trip: a tuple equals the expected list, 2 == 2.0.
     "function_json_round_trip": Case(block("def pair(x):\n    return (x, x * 1.0)"), (call("pair", [2], [2, 2]),), 1.0),
     # A main guard does not run in function style (it would wait for stdin).
-    "function_main_guard_skipped": Case(block("def add(a, b):\n    return a + b\nif __name__ == '__main__':\n    input()"), (call("add", [1, 2], 3),), 1.0),
+    "function_main_guard_skipped": Case(
+        block("def add(a, b):\n    return a + b\nif __name__ == '__main__':\n    input()"),
+        (call("add", [1, 2], 3),), 1.0,
+    ),
     # One test of two right.
-    "partly_right": Case(block("a, b = map(int, input().split())\nprint(a + b if b > 0 else 0)"), ADD, 0.5, ("ok", "wrong answer")),
+    "partly_right": Case(
+        block("a, b = map(int, input().split())\nprint(a + b if b > 0 else 0)"),
+        ADD, 0.5, ("ok", "wrong answer"),
+    ),
     # Runs fine, wrong output.
-    "wrong_answer": Case(block("a, b = map(int, input().split())\nprint(a - b)"), ADD, 0.0, ("wrong answer",) * 2, "no test passed: wrong answer"),
+    "wrong_answer": Case(
+        block("a, b = map(int, input().split())\nprint(a - b)"),
+        ADD, 0.0, ("wrong answer",) * 2, "no test passed: wrong answer",
+    ),
     # A wrong return value.
-    "function_wrong": Case(block("def add(a, b):\n    return a * b"), (call("add", [1, 2], 3),), 0.0, ("wrong answer",)),
+    "function_wrong": Case(
+        block("def add(a, b):\n    return a * b"),
+        (call("add", [1, 2], 3),), 0.0, ("wrong answer",),
+    ),
     # Does not compile: one reason for the whole sample.
-    "syntax_error": Case(block("def add(a, b)\n    return a + b"), (call("add", [1, 2], 3),), 0.0, ("syntax error",), "syntax error", "SyntaxError"),
+    "syntax_error": Case(
+        block("def add(a, b)\n    return a + b"),
+        (call("add", [1, 2], 3),), 0.0, ("syntax error",), "syntax error", "SyntaxError",
+    ),
     # An exception: the traceback starts at the solution, not in the runner.
-    "runtime_error": Case(block("raise ValueError('boom')"), ADD[:1], 0.0, ("runtime error",), "no test passed: runtime error", 'File "solution.py", line 1'),
+    "runtime_error": Case(
+        block("raise ValueError('boom')"),
+        ADD[:1], 0.0, ("runtime error",), "no test passed: runtime error", 'File "solution.py", line 1',
+    ),
     # The right output but a failing exit status.
     "right_output_failing_exit": Case(block("print(3)\nraise SystemExit(1)"), ADD[:1], 0.0, ("runtime error",)),
     # sys.exit(0) is a normal end.
     "exit_zero": Case(block("import sys\nprint(3)\nsys.exit(0)"), ADD[:1], 1.0),
     # The function the test calls is not there.
-    "missing_function": Case(block("def plus(a, b):\n    return a + b"), (call("add", [1, 2], 3),), 0.0, ("runtime error",), stderr="KeyError: 'add'"),
+    "missing_function": Case(
+        block("def plus(a, b):\n    return a + b"),
+        (call("add", [1, 2], 3),), 0.0, ("runtime error",), stderr="KeyError: 'add'",
+    ),
     # A return value that JSON cannot hold cannot be compared.
-    "result_not_json": Case(block("def add(a, b):\n    return object()"), (call("add", [1, 2], 3),), 0.0, ("runtime error",), stderr="not JSON serializable"),
+    "result_not_json": Case(
+        block("def add(a, b):\n    return object()"),
+        (call("add", [1, 2], 3),), 0.0, ("runtime error",), stderr="not JSON serializable",
+    ),
     # A standard-library import works (here the interpreter lives under /root, unreadable by the sandbox uid).
-    "stdlib_import": Case(block("import math, heapq\nfrom collections import Counter\nprint(math.isqrt(int(input())))"), (stdio("17\n", "4\n"),), 1.0),
+    "stdlib_import": Case(
+        block("import math, heapq\nfrom collections import Counter\nprint(math.isqrt(int(input())))"),
+        (stdio("17\n", "4\n"),), 1.0,
+    ),
     # The environment holds nothing of the worker's (DATABASE_URL, the secret...).
-    "minimal_environment": Case(block("import os\nprint(sorted(os.environ))"), (stdio("", "['HOME', 'LANG', 'PATH', 'PWD']\n"),), 1.0),
-    # The root holds the interpreter's folders, the runner (/sandbox), /dev, /proc and /tmp: no /etc, /run, /var, /home, /root, no checkout.
-    "empty_root": Case(block("import os\nprint(sorted(os.listdir('/')))"), (stdio("", "['dev', 'lib', 'lib64', 'proc', 'sandbox', 'tmp', 'usr']\n"),), 1.0),
+    "minimal_environment": Case(
+        block("import os\nprint(sorted(os.environ))"),
+        (stdio("", "['HOME', 'LANG', 'PATH', 'PWD']\n"),), 1.0,
+    ),
+    # The root holds the interpreter's folders, the runner (/sandbox), /dev, /proc and /tmp:
+    # no /etc, /run, /var, /home, /root, no checkout.
+    "empty_root": Case(
+        block("import os\nprint(sorted(os.listdir('/')))"),
+        (stdio("", "['dev', 'lib', 'lib64', 'proc', 'sandbox', 'tmp', 'usr']\n"),), 1.0,
+    ),
     # --- finding the code, and samples that cannot be scored
     # No fenced block at all.
     "no_code_block": Case("<answer>just add them: 3</answer>", ADD, 0.0, reason="no code block"),
@@ -132,30 +175,43 @@ CASES = {
     "huge_completion": Case("x" * 5_000_000 + block(RIGHT_ADD), ADD, 1.0),
     # --- hostile code: 0 for the test, a reason, bounded time, nothing left behind
     # Fork bomb: RLIMIT_NPROC in the sandbox's user namespace stops it (fork fails with EAGAIN).
-    "fork_bomb": Case(block("import os\nwhile True:\n    os.fork()"), ADD[:1], 0.0, ("runtime error",), stderr="Resource temporarily unavailable"),
+    "fork_bomb": Case(
+        block("import os\nwhile True:\n    os.fork()"),
+        ADD[:1], 0.0, ("runtime error",), stderr="Resource temporarily unavailable",
+    ),
     # A fork bomb that ignores the failures: killed at the timeout, every process with it.
-    "fork_bomb_persistent": Case(block("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"), ADD[:1], 0.0, ("timeout",), "no test passed: timeout"),
+    "fork_bomb_persistent": Case(
+        block("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+        ADD[:1], 0.0, ("timeout",), "no test passed: timeout",
+    ),
     # Burning CPU forever.
     "infinite_loop": Case(block("while True:\n    pass"), ADD[:1], 0.0, ("timeout",), "no test passed: timeout"),
     # Sleeping forever uses no CPU: the wall-clock timeout catches it.
     "sleep_forever": Case(block("import time\ntime.sleep(10 ** 6)"), ADD[:1], 0.0, ("timeout",)),
     # 2 GB against RLIMIT_AS.
-    "allocate_2gb": Case(block("x = bytearray(2 * 1024 ** 3)\nprint(len(x))"), ADD[:1], 0.0, ("memory limit",), "no test passed: memory limit"),
+    "allocate_2gb": Case(
+        block("x = bytearray(2 * 1024 ** 3)\nprint(len(x))"),
+        ADD[:1], 0.0, ("memory limit",), "no test passed: memory limit",
+    ),
     # Files outside its tmp: /tmp is the sandbox's own tmpfs, the rest is absent or read-only.
     "write_outside": Case(
-        block(f"for path in {OUTSIDE!r} + ['/usr/lib/pwned-{TOKEN}']:\n    try:\n        open(path, 'w').write('pwned')\n    except OSError as e:\n        print(e)\nprint('pwned')"),
+        block(f"for path in {OUTSIDE!r} + ['/usr/lib/pwned-{TOKEN}']:\n"
+              "    try:\n        open(path, 'w').write('pwned')\n"
+              "    except OSError as e:\n        print(e)\nprint('pwned')"),
         (stdio("", "pwned\n"),), 0.0, ("wrong answer",),
     ),
     # Postgres and Redis over TCP: no network but a loopback that is down, and no socket() at all.
     "network": Case(
-        block("import socket\nfor port in (5432, 6379):\n    socket.create_connection(('127.0.0.1', port), timeout=1).close()\nprint('connected')"),
+        block("import socket\nfor port in (5432, 6379):\n"
+              "    socket.create_connection(('127.0.0.1', port), timeout=1).close()\nprint('connected')"),
         (stdio("", "connected\n"),), 0.0, ("runtime error",), stderr="Operation not permitted",
     ),
     # Postgres's and MariaDB's Unix sockets: not there (no /run, no /var), and socket() is refused anyway.
     "database_unix_sockets": Case(
         block("""
             import os, socket
-            for path in ('/var/run/postgresql/.s.PGSQL.5432', '/run/postgresql/.s.PGSQL.5432', '/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock'):
+            for path in ('/var/run/postgresql/.s.PGSQL.5432', '/run/postgresql/.s.PGSQL.5432',
+                         '/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock'):
                 print(path, os.path.exists(path))
             socket.socket(socket.AF_UNIX).connect('/var/run/postgresql/.s.PGSQL.5432')
             print('connected')
@@ -182,7 +238,10 @@ CASES = {
         (stdio("", "['a socket']\n"),), 0.0, ("wrong answer",),
     ),
     # The uploaded prompt file with the expected outputs of its own tests: not in its root.
-    "read_own_tests": Case(block(f"print(open({str(UPLOAD)!r}).read())"), (stdio("", "3\n"),), 0.0, ("runtime error",), stderr="No such file or directory"),
+    "read_own_tests": Case(
+        block(f"print(open({str(UPLOAD)!r}).read())"),
+        (stdio("", "3\n"),), 0.0, ("runtime error",), stderr="No such file or directory",
+    ),
     # bwrap's init (PID 1) holds a minimal environment; the worker's processes are not visible.
     "proc_1_environ": Case(
         block(f"""
@@ -190,7 +249,8 @@ CASES = {
             found = [os.environ.get('{SECRET_VAR}', ''), os.environ.get('DATABASE_URL', '')]
             for pid in filter(str.isdigit, os.listdir('/proc')):
                 try:
-                    found += [e.decode() for e in open(f'/proc/{{pid}}/environ', 'rb').read().split(b'\\0') if b'{SECRET_VAR}' in e]
+                    found += [e.decode() for e in open(f'/proc/{{pid}}/environ', 'rb').read().split(b'\\0')
+                              if b'{SECRET_VAR}' in e]
                 except OSError:
                     pass
             print(max(found, key=len).split('=')[-1] or 'nothing')
@@ -199,18 +259,27 @@ CASES = {
     ),
     # A user namespace of its own (root in it, then mount and unshare more): refused by seccomp.
     "unshare": Case(
-        block("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.unshare(0x10000000) != 0:\n    raise OSError(ctypes.get_errno(), 'unshare: Operation not permitted')\nprint('root')"),
+        block("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.unshare(0x10000000) != 0:\n"
+              "    raise OSError(ctypes.get_errno(), 'unshare: Operation not permitted')\nprint('root')"),
         (stdio("", "root\n"),), 0.0, ("runtime error",), stderr="Operation not permitted",
     ),
     # ptrace of the runner (which holds the report) and mount: refused by seccomp.
     "ptrace_and_mount": Case(
-        block("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nbad = [libc.ptrace(16, 2, 0, 0), libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)]\nprint(bad, [ctypes.get_errno()])"),
+        block("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+              "bad = [libc.ptrace(16, 2, 0, 0), libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)]\n"
+              "print(bad, [ctypes.get_errno()])"),
         (stdio("", "[0, 0] [0]\n"),), 0.0, ("wrong answer",),
     ),
     # 1 GB on stdout: killed at the output cap, never buffered.
-    "print_1gb": Case(block("import sys\nchunk = 'x' * 2 ** 20\nfor _ in range(1024):\n    sys.stdout.write(chunk)"), ADD[:1], 0.0, ("output limit",), "no test passed: output limit"),
+    "print_1gb": Case(
+        block("import sys\nchunk = 'x' * 2 ** 20\nfor _ in range(1024):\n    sys.stdout.write(chunk)"),
+        ADD[:1], 0.0, ("output limit",), "no test passed: output limit",
+    ),
     # The same on stderr.
-    "stderr_flood": Case(block("import sys\nwhile True:\n    sys.stderr.write('x' * 65536)"), ADD[:1], 0.0, ("output limit",)),
+    "stderr_flood": Case(
+        block("import sys\nwhile True:\n    sys.stderr.write('x' * 65536)"),
+        ADD[:1], 0.0, ("output limit",),
+    ),
     # Background processes in sessions of their own, holding stdout open: all killed.
     "background_processes": Case(
         block(f"""
@@ -258,7 +327,8 @@ def test_code_accuracy(case: Case):
         assert any(fragment in details["tests"][0]["stderr"] for fragment in expected), details
     sandbox = details.get("sandbox", {})
     # bwrap's init may still be exiting (a zombie for the host's init to reap) a moment after we return.
-    assert wait_until(lambda: sandbox_leftovers(uid=sandbox.get("uid")) == before, 2), sandbox_leftovers(uid=sandbox.get("uid"))
+    uid = sandbox.get("uid")
+    assert wait_until(lambda: sandbox_leftovers(uid=uid) == before, 2), sandbox_leftovers(uid=uid)
     if sandbox:
         assert sandbox["isolation"] == "bubblewrap"
 
@@ -274,7 +344,8 @@ def sandbox_leftovers(uid) -> dict:
             continue  # gone meanwhile
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         ours = fields["PPid"].strip() == str(os.getpid())
-        if str(SLEEP_S) in cmdline or str(SLEEP_S + 1) in cmdline or ours or (uid is not None and fields["Uid"].split()[0] == str(uid)):
+        if (str(SLEEP_S) in cmdline or str(SLEEP_S + 1) in cmdline or ours
+                or (uid is not None and fields["Uid"].split()[0] == str(uid))):
             processes.append((pid, cmdline))
     return {"processes": processes, "files": [path for path in OUTSIDE if os.path.lexists(path)]}
 
@@ -298,7 +369,8 @@ def test_extract_code(completion, code):
 
 def test_samples_scored_at_once_do_not_interfere():
     """Concurrent calls (threads of one worker) each get their own uid and sandbox."""
-    samples = [Sample(block(RIGHT_ADD), tests=ADD)] * 4 + [Sample(block("import os\nwhile True:\n    os.fork()"), tests=ADD)] * 2
+    fork_bomb = Sample(block("import os\nwhile True:\n    os.fork()"), tests=ADD)
+    samples = [Sample(block(RIGHT_ADD), tests=ADD)] * 4 + [fork_bomb] * 2
     with ThreadPoolExecutor(6) as pool:
         rewards = list(pool.map(lambda s: code_accuracy(s, timeout_s=TIMEOUT_S), samples))
     assert [r.value for r in rewards] == [1.0] * 4 + [0.0] * 2
@@ -309,7 +381,9 @@ def test_killing_the_caller_kills_the_sandbox():
     """A scoring pool kills a stuck worker with its process group: the sandbox, in a session
     of its own, and the code's background processes must go too."""
     code = block(
-        f"import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({SLEEP_S})'])\ntime.sleep(60)"
+        "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n"
+        f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({SLEEP_S})'])\n"
+        "time.sleep(60)"
     )
     script = (
         "from workers.rewards.base import Sample\nfrom workers.rewards.code import code_accuracy\n"
@@ -353,7 +427,8 @@ def test_without_namespaces_the_sandbox_refuses_and_runs_nothing():
         "from workers.rewards.base import Sample\nfrom workers.rewards.code import code_accuracy\n"
         f"code_accuracy(Sample({block(RIGHT_ADD)!r}, tests=({{'input': '1 2', 'output': '3'}},)))"
     )
-    run = subprocess.run(["/usr/bin/python3", "-c", SEE_NO_NAMESPACES, sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(["/usr/bin/python3", "-c", SEE_NO_NAMESPACES, sys.executable, "-c", script], cwd=ROOT,
+                         capture_output=True, text=True)
     assert run.returncode != 0
     assert "SandboxUnavailable: The code sandbox cannot start: bwrap:" in run.stderr, run.stderr
     assert "seccomp=deploy/seccomp-bwrap.json" in run.stderr  # the fix

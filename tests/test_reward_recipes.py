@@ -10,9 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from apps.rollouts.rows import reward_columns
 from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
-from workers.rewards.recipes import DEFAULT_RECIPES, Recipe, RecipeError, rollout_columns
+from workers.rewards.recipes import DEFAULT_RECIPES, Recipe, RecipeError
 
 ROOT = Path(__file__).resolve().parent.parent
 MATH_ONLY = {"components": [{"name": "math_accuracy", "weight": 2.0, "params": {"timeout_s": 5}}]}
@@ -55,10 +56,11 @@ def test_a_recipe_sums_weighted_components_and_skips_other_domains():
     ]})
     math = recipe.score(Sample(answer("4"), reference="4"))
     assert math["total"] == 2.0 + 0.5
-    assert math["components"]["math_accuracy"] == {"value": 1.0, "weight": 2.0, "details": math["components"]["math_accuracy"]["details"]}
+    accuracy = math["components"]["math_accuracy"]
+    assert accuracy == {"value": 1.0, "weight": 2.0, "details": accuracy["details"]}
     general = recipe.score(Sample(answer("4"), domain="general"))
     assert set(general["components"]) == {"format"}
-    assert rollout_columns(math) | {"rewards": None} == {
+    assert reward_columns(math) | {"rewards": None} == {
         "total_reward": 2.5, "is_correct": True, "format_ok": True, "language_consistency": None, "rewards": None,
     }
 

@@ -21,8 +21,11 @@ def run(dataset, users):
     job = Job.objects.create(kind="grpo", status="succeeded")
     clips = add_prompt(dataset, "Natalia sold clips to 48 of her friends in April. How many in all?")
     ducks = add_prompt(dataset, "Janet's ducks lay 16 eggs per day. How many dollars does she make?", "18")
-    rewards = lambda acc: {"math_accuracy": {"value": acc, "weight": 1.0, "details": {"extracted": "72"}},
-                           "format": {"value": 1.0, "weight": 0.5, "details": {}}}
+
+    def rewards(acc):
+        return {"math_accuracy": {"value": acc, "weight": 1.0, "details": {"extracted": "72"}},
+                "format": {"value": 1.0, "weight": 0.5, "details": {}}}
+
     add_rollouts(job, clips, [solved(), solved("71"), solved("72", "Wait, let me re-check: 48 + 24 = 72."),
                               "<think>" + "x " * 300 + "</think>"],
                  step=1, model_version_id=base.pk, total_reward=[1.5, 0.5, 1.5, 0.0],

@@ -31,7 +31,8 @@ def layout(tmp_path, settings):
 
 def test_a_path_under_a_root_is_accepted(dataset, layout):
     allowed, _ = layout
-    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(allowed / "prompts.jsonl")}, enqueue=False)
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(allowed / "prompts.jsonl")},
+                           enqueue=False)
     assert job.params["path"] == str((allowed / "prompts.jsonl").resolve())
 
 
@@ -59,7 +60,8 @@ def test_with_no_roots_the_feature_is_off(dataset, layout, settings):
 
 def test_the_command_line_may_name_any_existing_path(dataset, layout):
     _, secret = layout
-    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(secret / "tests.jsonl")}, enqueue=False, via="cli")
+    job = launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(secret / "tests.jsonl")},
+                           enqueue=False, via="cli")
     assert job.params["path"] == str(secret / "tests.jsonl")
     assert "does not exist" in refusal({"dataset": dataset.pk, "path": str(secret / "nope.jsonl")}, via="cli")
 

@@ -72,7 +72,8 @@ def test_a_malformed_setting_stops_start_up():
 def test_the_embedded_default_needs_no_server(tmp_path):
     environ = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
     code = ("import django; django.setup(); from django.conf import settings as s; "
-            "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DATABASES['default']['OPTIONS']['init_command'])")
+            "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, "
+            "s.DATABASES['default']['OPTIONS']['init_command'])")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             env=environ | {"R1_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr

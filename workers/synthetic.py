@@ -53,7 +53,7 @@ def arithmetic_work(question: str) -> list[str]:
     if match is None:
         raise ValueError(f"not an arithmetic_problem question: {question[:80]!r}")
     total, steps = int(match.group(1)), []
-    for gets, gives, doubles in _ARITHMETIC_STEP.findall(question):
+    for gets, gives, _doubles in _ARITHMETIC_STEP.findall(question):
         if gets:
             new, line = total + int(gets), f"{total} + {gets}"
         elif gives:

@@ -68,7 +68,9 @@ class RoleRequiredMiddleware:
 
     def __call__(self, request):
         user = request.user
-        if user.is_authenticated and not request.path.startswith(OPEN_WITHOUT_A_ROLE) and not user.get_all_permissions():
+        open_page = request.path.startswith(OPEN_WITHOUT_A_ROLE)
+        if user.is_authenticated and not open_page and not user.get_all_permissions():
             admins = User.objects.filter(Q(is_superuser=True) | Q(groups__name="admin"), is_active=True).distinct()
-            return render(request, "registration/no_role.html", {"admins": admins.order_by("username")[:10], "no_role": True}, status=403)
+            context = {"admins": admins.order_by("username")[:10], "no_role": True}
+            return render(request, "registration/no_role.html", context, status=403)
         return self.get_response(request)

@@ -57,4 +57,5 @@ def _after(after: str, field: str | None, descending: bool) -> Q:
         value, pk = float(value_text), int(pk_text)
     except ValueError:
         raise ValueError(f"'after' must be a cursor from the previous page, got {after!r}") from None
-    return Q(**{f"{field}__{up_to}": value}) & (Q(**{f"{field}__{past}": value}) | Q(**{field: value, f"pk__{past}": pk}))
+    beyond = Q(**{f"{field}__{past}": value}) | Q(**{field: value, f"pk__{past}": pk})
+    return Q(**{f"{field}__{up_to}": value}) & beyond

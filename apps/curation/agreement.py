@@ -55,7 +55,8 @@ def fleiss_kappa_from_counts(counts: Sequence[Sequence[int]]) -> Agreement:
         raise ValueError(f"Fleiss' kappa needs at least 2 ratings per item, item 1 has {raters}")
     for index, row in enumerate(counts, start=1):
         if sum(row) != raters or any(c < 0 for c in row):
-            raise ValueError(f"item {index} has {sum(row)} ratings, the others {raters}: every item needs the same number")
+            raise ValueError(
+                f"item {index} has {sum(row)} ratings, the others {raters}: every item needs the same number")
     items = len(counts)
     total = items * raters
     shares = [sum(row[j] for row in counts) / total for j in range(len(counts[0]))]

@@ -71,11 +71,6 @@ def describe_filter(params: dict) -> list[str]:
     return phrases
 
 
-def preview_count(params: dict) -> int:
-    """The exact number of rollouts the filter matches now."""
-    return rollout_filter(params).rollouts().count()
-
-
 # -- launching -----------------------------------------------------------------------------------
 
 

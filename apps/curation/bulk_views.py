@@ -77,7 +77,7 @@ def bulk_detail(request, pk):
     action = get_object_or_404(BulkAction.objects.select_related("dataset", "user", "job", "undone_by"), pk=pk)
     context = {"action": action, "job": action.job, "phrases": describe_filter(action.filter_params),
                "query": urlencode(action.filter_params)}
-    template = "curation/bulk_status.html" if request.htmx else "curation/bulk_detail.html"
+    template = "curation/_bulk_status.html" if request.htmx else "curation/bulk_detail.html"
     return render(request, template, context)
 
 

@@ -68,7 +68,8 @@ class ReviewItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["queue", "position"], name="review_item_position_unique"),
             models.UniqueConstraint(
-                fields=["queue", "rollout"], name="review_item_rollout_unique", condition=models.Q(rollout__isnull=False)
+                fields=["queue", "rollout"], name="review_item_rollout_unique",
+                condition=models.Q(rollout__isnull=False),
             ),
         ]
 

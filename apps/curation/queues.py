@@ -90,7 +90,8 @@ def build_queue(*, name: str, annotators, overlap: int, user=None, source: str =
     if not_allowed:
         raise QueueError("annotators", f"{', '.join(not_allowed)} may not annotate (needs the annotator role)")
     if not 1 <= overlap <= len(annotators):
-        raise QueueError("overlap", f"must be between 1 and the number of annotators ({len(annotators)}), got {overlap}")
+        raise QueueError("overlap",
+                         f"must be between 1 and the number of annotators ({len(annotators)}), got {overlap}")
     if limit is not None and limit < 1:
         raise QueueError("limit", f"must be at least 1, got {limit}")
     if source == ReviewQueue.Source.IMPORT:

@@ -75,7 +75,8 @@ def resolve_by_agreement(item: ReviewItem) -> None:
     """Set (or clear) the item's final verdict from its annotations, unless a reviewer has decided it."""
     with transaction.atomic():
         # One resolver per item at a time: two last annotations saved together must see each other.
-        item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue", "rollout", "prompt").get(pk=item.pk)
+        locked = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue", "rollout", "prompt")
+        item = locked.get(pk=item.pk)
         if item.adjudicated_by_id:
             return
         outcome = agreed_outcome(list(item.annotations.all()))
@@ -157,7 +158,8 @@ def _example_for(item: ReviewItem, outcome: Outcome, adjudicator) -> Example:
     example = Example(
         dataset_id=dataset_id, messages=messages, prompt_id=item.prompt_id or rollout.prompt_id,
         source_rollout=rollout, annotation=outcome.annotation, source="annotation",
-        provenance=provenance(item, adjudicator), created_by=adjudicator or getattr(outcome.annotation, "annotator", None),
+        provenance=provenance(item, adjudicator),
+        created_by=adjudicator or getattr(outcome.annotation, "annotator", None),
     )
     try:
         with transaction.atomic():

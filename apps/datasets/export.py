@@ -143,7 +143,8 @@ def _batches_sql(fmt: str, version_pk: int, first_batch: int, last_batch: int) -
     key, so the first bytes go out at once, whatever the version's order; WITH ORDINALITY tells the
     planner the batches already come in order (no sort of the whole result).
     """
-    version_pk, first_batch, last_batch = int(version_pk), int(first_batch), int(last_batch)  # inlined: COPY binds nothing
+    # Inlined into the SQL, since COPY binds no parameters: int() makes them safe to.
+    version_pk, first_batch, last_batch = int(version_pk), int(first_batch), int(last_batch)
     return (
         f"SELECT convert_to(lines.text, 'UTF8') "
         f"FROM generate_series({first_batch}, {last_batch}) WITH ORDINALITY AS batch(number, ordinal) "

@@ -408,7 +408,8 @@ class ServerPathForm(forms.Form):
         if not allowed_server_path(path):
             # The same answer whether the path is missing or outside the roots: no probing the disk.
             roots = ", ".join(map(str, settings.IMPORT_ROOTS)) or "none (an operator sets R1_IMPORT_ROOTS)"
-            raise forms.ValidationError(f"{path} is not a file or folder under an allowed import root. Allowed roots: {roots}")
+            raise forms.ValidationError(
+                f"{path} is not a file or folder under an allowed import root. Allowed roots: {roots}")
         return str(path.resolve())
 
     def clean(self):

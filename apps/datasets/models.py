@@ -230,8 +230,9 @@ class ModelVersion(models.Model):
     def queue_for(cls, params: dict) -> str:
         """The worker queue of a job on params["model_version"]: gpu for a vLLM model or one set for CUDA."""
         version = cls.objects.filter(pk=params.get("model_version") or None).first()
-        on_gpu = version and (version.backend == "vllm" or version.config.get("transformers", {}).get("device") == "cuda")
-        return "gpu" if on_gpu else "cpu"
+        if version and (version.backend == "vllm" or version.config.get("transformers", {}).get("device") == "cuda"):
+            return "gpu"
+        return "cpu"
 
     def lineage(self) -> list["ModelVersion"]:
         """This version and its ancestors, oldest first."""

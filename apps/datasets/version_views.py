@@ -26,11 +26,8 @@ from apps.datasets.versions import (
 from apps.jobs import launching
 
 MAX_SOURCES = 6
-COMPOSE_IN_REQUEST_MAX = 50_000  # examples; a larger composition runs as a job
 
 
-def compose_in_request_max() -> int:
-    return getattr(settings, "COMPOSE_IN_REQUEST_MAX", COMPOSE_IN_REQUEST_MAX)
 
 EXAMPLES_PER_PAGE = 50
 TEXT_START = 300  # characters of each message a row shows: a 5 MB chain of thought must not cross the wire
@@ -71,7 +68,7 @@ def version_detail(request, pk):
         entry.provenance_text = example_provenance_summary(entry.example.provenance)
     context = {"version": version, "page": page}
     if request.htmx:
-        return render(request, "datasets/version_example_rows.html", context)
+        return render(request, "datasets/_version_example_rows.html", context)
     context |= {
         "summary": provenance_summary(version.provenance),
         "provenance_json": json.dumps(version.provenance, indent=2, ensure_ascii=False),
@@ -157,12 +154,13 @@ def version_compose(request, name):
         form = ComposeForm(initial=initial, versions=versions)
         return render(request, "datasets/version_compose.html", {"dataset": dataset, "form": form})
     form = ComposeForm(request.POST, versions=versions)
-    large = form.is_valid() and sum(count for _, count in form.parts) > compose_in_request_max()
+    large = form.is_valid() and sum(count for _, count in form.parts) > settings.COMPOSE_IN_REQUEST_MAX
     if large:
         # Minutes of work at stage-3 scale (600k + 200k): a page request would time out, a job does not.
         params = {"dataset": dataset.name, "parts": [[v.pk, count] for v, count in form.parts],
                   "seed": form.cleaned_data["seed"], "note": form.cleaned_data["note"]}
-        job = launching.launch("compose_version", params, user=request.user, label=f"Compose a version of {dataset.name}")
+        job = launching.launch("compose_version", params, user=request.user,
+                               label=f"Compose a version of {dataset.name}")
         messages.info(request, f"That is a large composition: job #{job.pk} composes it.")
         return redirect("job_detail", pk=job.pk)
     if form.is_valid():

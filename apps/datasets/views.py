@@ -67,7 +67,8 @@ def dataset_import(request, name):
         elif form.is_valid():
             params = {k: v for k, v in form.cleaned_data.items() if k != "file"}
             params |= {"dataset": dataset.pk, "path": str(save_upload(form.cleaned_data["file"]))}
-            job = launching.launch_for_form(request, form, "import_prompts", params, label=f"Import into {dataset.name}")
+            job = launching.launch_for_form(request, form, "import_prompts", params,
+                                            label=f"Import into {dataset.name}")
             if job:
                 return redirect("job_detail", pk=job.pk)
     else:

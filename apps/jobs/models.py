@@ -107,7 +107,8 @@ class Job(models.Model):
     def fail_stale(cls) -> list[int]:
         """Mark running jobs whose worker stopped heartbeating as failed; return their ids."""
         cutoff = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS)
-        stale = list(cls.objects.filter(status=cls.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True))
+        running = cls.objects.filter(status=cls.Status.RUNNING, heartbeat_at__lt=cutoff)
+        stale = list(running.values_list("pk", flat=True))
         failed = []
         for pk in stale:
             changed = cls.objects.filter(pk=pk, status=cls.Status.RUNNING, heartbeat_at__lt=cutoff).update(

@@ -16,16 +16,12 @@ from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.kinds import job_kind
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
+from apps.rollouts.rows import reward_columns, rollout_row
 from apps.rollouts.scoring import sample_for
 from workers.generation.base import BackendError, BackendUnavailable, SamplingParams
 from workers.generation.factory import make_backend
 from workers.generation.templates import BUILT_IN, render
-from workers.rewards.extract import split_completion
 from workers.rewards.pool import ScoringPool
-from workers.rewards.recipes import rollout_columns
-from workers.rewards.shape import shape_flags
-
-REFLECTION_WORDS = ("wait", "re-check", "recheck", "alternatively", "let me check", "double-check")
 
 
 class SamplingForm(forms.Form):
@@ -143,15 +139,6 @@ def _fits_context(backend, prompts, template, stats) -> list[tuple[Prompt, objec
     return kept
 
 
-def completion_fields(text: str, reasoning: str | None = None) -> dict:
-    """The Rollout columns derived from a completion's text (reasoning given apart by some APIs)."""
-    think, answer = split_completion(text)
-    reasoning = reasoning or think
-    return {"reasoning": reasoning, "answer": answer, "length_chars": len(text),
-            "has_reflection": any(word in text.lower() for word in REFLECTION_WORDS),
-            "shape_flags": shape_flags(text, reasoning, answer)}
-
-
 def _generate_with_retries(backend, rendered, sampling, stats, retries: int, ctx):
     for attempt in range(retries + 1):
         try:
@@ -173,20 +160,19 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
     for (prompt, prompt_input), completions in zip(batch, results):
         shown_prompt = backend.render(prompt_input)
         for index, completion in enumerate(completions):
-            rows.append({
-                "job_id": ctx.job.pk, "prompt_id": prompt.pk, "model_version_id": model_version.pk,
-                "sample_index": index, "prompt_text": shown_prompt, "completion": completion.text,
-                "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                "finish_reason": completion.finish_reason,  # stop, length or error (a filtered or aborted output)
-                **completion_fields(completion.text, completion.reasoning),
-            })
+            rows.append(rollout_row(
+                job_id=ctx.job.pk, prompt_id=prompt.pk, completion=completion.text, reasoning=completion.reasoning,
+                model_version_id=model_version.pk, sample_index=index, prompt_text=shown_prompt,
+                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                finish_reason=completion.finish_reason,  # stop, length or error (a filtered or aborted output)
+            ))
             stats.tokens += completion.completion_tokens or 0
     if pool:
         t0 = time.monotonic()
         prompts = {p.pk: p for p, _ in batch}
         samples = [sample_for(prompts[r["prompt_id"]], r["completion"], r["finish_reason"]) for r in rows]
         for row, scored in zip(rows, pool.map(samples)):
-            row |= rollout_columns(scored) | {"reward_recipe_id": recipe.pk}
+            row |= reward_columns(scored) | {"reward_recipe_id": recipe.pk}
         stats.score_s += time.monotonic() - t0
     t0 = time.monotonic()
     stats.rollouts += bulk_insert(Rollout, rows)

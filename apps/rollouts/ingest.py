@@ -51,8 +51,8 @@ from apps.datasets.importing import (
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.kinds import job_kind
 from apps.jobs.models import Job
-from apps.rollouts.generation import completion_fields
 from apps.rollouts.models import PromptTemplate, Rollout
+from apps.rollouts.rows import rollout_row
 from workers.generation.templates import R1_ZERO
 
 FORMATS = ["jsonl", "trl", "verl"]
@@ -654,17 +654,14 @@ def _resolve_models(names: set[str]) -> dict[str, int]:
     return ids
 
 
+ROW_FIELDS = ("step", "group", "sample_index", "prompt_text", "prompt_tokens", "completion_tokens", "finish_reason",
+              "total_reward", "rewards", "advantage", "is_correct", "format_ok", "language_consistency")
+
+
 def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dict:
-    return {
-        "job_id": job_id, "prompt_id": prompt_id, "model_version_id": model_id,
-        "step": sample["step"], "group": sample["group"], "sample_index": sample["sample_index"],
-        "prompt_text": sample["prompt_text"], "completion": sample["completion"],
-        "prompt_tokens": sample["prompt_tokens"], "completion_tokens": sample["completion_tokens"],
-        "finish_reason": sample["finish_reason"], "total_reward": sample["total_reward"],
-        "rewards": sample["rewards"], "advantage": sample["advantage"], "is_correct": sample["is_correct"],
-        "format_ok": sample["format_ok"], "language_consistency": sample["language_consistency"],
-        **completion_fields(sample["completion"], sample["reasoning"]),
-    }
+    return rollout_row(job_id=job_id, prompt_id=prompt_id, completion=sample["completion"],
+                       reasoning=sample["reasoning"], model_version_id=model_id,
+                       **{name: sample[name] for name in ROW_FIELDS})
 
 
 def ingest_file(path, fmt: str, *, dataset: Dataset, user=None, partial: bool = False, model_name: str = "",

@@ -8,9 +8,9 @@ from django.db.models import Avg
 from apps.datasets.models import ModelVersion
 from apps.jobs.kinds import job_kind
 from apps.rollouts.models import RewardRecipe, Rollout
+from apps.rollouts.rows import reward_columns
 from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
-from workers.rewards.recipes import rollout_columns
 
 BATCH = 500
 SCORED_FIELDS = ["total_reward", "rewards", "is_correct", "format_ok", "language_consistency", "reward_recipe"]
@@ -70,8 +70,9 @@ def run_scoring(ctx) -> dict:
     last_id, scored = 0, 0
     with ScoringPool(recipe_row.spec, processes=processes, timeout_s=params.get("timeout_s") or 30.0) as pool:
         while batch := list(rollouts.filter(id__gt=last_id)[:BATCH]):
-            for rollout, result in zip(batch, pool.map(sample_for(r.prompt, r.completion, r.finish_reason) for r in batch)):
-                for name, value in rollout_columns(result).items():
+            results = pool.map(sample_for(r.prompt, r.completion, r.finish_reason) for r in batch)
+            for rollout, result in zip(batch, results):
+                for name, value in reward_columns(result).items():
                     setattr(rollout, name, value)
                 rollout.reward_recipe = recipe_row
             Rollout.objects.bulk_update(batch, SCORED_FIELDS)

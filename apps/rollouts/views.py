@@ -3,6 +3,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django_htmx.http import push_url
 
 from apps.core.counting import fast_count
 from apps.core.uploads import save_upload
@@ -37,8 +38,7 @@ def rollout_list(request):
     response = render(request, "rollouts/_results.html", context)
     # The form sends every field; the address bar gets only the ones set, so a shared link stays readable.
     shown = _query_without(request.GET)
-    response["HX-Push-Url"] = f"{request.path}?{shown}" if shown else request.path
-    return response
+    return push_url(response, f"{request.path}?{shown}" if shown else request.path)
 
 
 @permission_required("rollouts.view_rollout", raise_exception=True)

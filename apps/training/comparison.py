@@ -242,7 +242,8 @@ class PromptComparison:
     def sections(self) -> list[dict]:
         """The two lists the page shows, in one shape so the template writes the table once."""
         return [
-            {"key": "fixed", "title": "Fixed: wrong in A, right in B", "changes": self.fixed, "total": self.fixed_total},
+            {"key": "fixed", "title": "Fixed: wrong in A, right in B", "changes": self.fixed,
+             "total": self.fixed_total},
             {"key": "broken", "title": "Broken: right in A, wrong in B", "changes": self.broken,
              "total": self.broken_total},
         ]
@@ -283,7 +284,8 @@ def compare_prompts(a: Evaluation, b: Evaluation, listed: int = LISTED_PROMPTS) 
     counts = [
         ("fixed", len(groups["fixed"])), ("broken", len(groups["broken"])),
         ("both right", groups["both right"]), ("both wrong", groups["both wrong"]),
-        ("only in A", len(results_a.keys() - results_b.keys())), ("only in B", len(results_b.keys() - results_a.keys())),
+        ("only in A", len(results_a.keys() - results_b.keys())),
+        ("only in B", len(results_b.keys() - results_a.keys())),
     ]
     return PromptComparison(counts, fixed, broken, len(groups["fixed"]), len(groups["broken"]))
 

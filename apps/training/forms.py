@@ -17,6 +17,16 @@ from apps.datasets.models import Dataset, DatasetVersion, ModelVersion, Prompt
 from apps.rollouts.generation import SamplingForm
 from apps.rollouts.models import RewardRecipe
 from workers.training.formats import SFT_FORMATS
+from workers.training.spec import (
+    LOSS_TYPES,
+    LR_SCHEDULERS,
+    GRPOSpec,
+    LoraSpec,
+    SFTSpec,
+    TrainSpec,
+    default,
+    help_text,
+)
 
 ACCELERATE_CONFIGS = {
     "cpu": "CPU, one process",
@@ -25,7 +35,6 @@ ACCELERATE_CONFIGS = {
     "multi_gpu_fsdp": "All GPUs of a machine, FSDP",
     "multi_node": "Several machines, DeepSpeed ZeRO-3",
 }
-LOSS_TYPES = ["grpo", "dapo", "dr_grpo", "bnpo"]
 
 # What the tiny model needs on a 2-core CPU (benchmarks/RESULTS.md, "R1-Zero in miniature").
 CPU_PRESETS = {
@@ -45,14 +54,19 @@ class TrainingForm(forms.Form):
     learning_rate = forms.FloatField(min_value=0.0, max_value=1.0)
     max_steps = forms.IntegerField(min_value=1, required=False)
     batch_size = forms.IntegerField(min_value=1, help_text="Sequences per optimizer step, over all processes")
-    lr_scheduler = forms.ChoiceField(choices=[(s, s) for s in ("constant_with_warmup", "cosine", "linear")],
-                                     initial="constant_with_warmup")
-    warmup_steps = forms.IntegerField(initial=0, min_value=0)
-    save_steps = forms.IntegerField(initial=100, min_value=0, help_text="Checkpoint every N steps (0: only the end)")
-    seed = forms.IntegerField(initial=0)
-    use_lora = forms.BooleanField(required=False, initial=False, label="LoRA")
-    lora_r = forms.IntegerField(initial=16, min_value=1, max_value=1024)
-    lora_alpha = forms.IntegerField(initial=32, min_value=1)
+    lr_scheduler = forms.ChoiceField(choices=[(s, s) for s in LR_SCHEDULERS],
+                                     initial=default(TrainSpec, "lr_scheduler"),
+                                     help_text=help_text(TrainSpec, "lr_scheduler"))
+    warmup_steps = forms.IntegerField(initial=default(TrainSpec, "warmup_steps"), min_value=0,
+                                      help_text=help_text(TrainSpec, "warmup_steps"))
+    save_steps = forms.IntegerField(initial=default(TrainSpec, "save_steps"), min_value=0,
+                                    help_text=help_text(TrainSpec, "save_steps"))
+    seed = forms.IntegerField(initial=default(TrainSpec, "seed"), help_text=help_text(TrainSpec, "seed"))
+    use_lora = forms.BooleanField(required=False, initial=False, label="LoRA", help_text=help_text(TrainSpec, "lora"))
+    lora_r = forms.IntegerField(initial=default(LoraSpec, "r"), min_value=1, max_value=1024,
+                                help_text=help_text(LoraSpec, "r"))
+    lora_alpha = forms.IntegerField(initial=default(LoraSpec, "alpha"), min_value=1,
+                                    help_text=help_text(LoraSpec, "alpha"))
     accelerate_config = forms.ChoiceField(choices=ACCELERATE_CONFIGS.items(),
                                           initial=lambda: settings.TRAINING_ACCELERATE_CONFIG,
                                           help_text="How `accelerate launch` runs the training")
@@ -90,12 +104,14 @@ def _gpu_count() -> int:
 class SFTParamsForm(TrainingForm):
     dataset_version = forms.ModelChoiceField(queryset=DatasetVersion.objects.select_related("dataset"),
                                              help_text="A frozen dataset version")
-    format = forms.ChoiceField(choices=SFT_FORMATS.items(), initial="chat")
+    format = forms.ChoiceField(choices=SFT_FORMATS.items(), initial=default(SFTSpec, "format"))
     learning_rate = forms.FloatField(initial=5e-5, min_value=0.0, max_value=1.0, help_text="Not given by the report")
-    epochs = forms.IntegerField(initial=2, min_value=1, max_value=100, help_text="R1 stage 3: 2 epochs")
+    epochs = forms.IntegerField(initial=default(SFTSpec, "epochs"), min_value=1, max_value=100,
+                                help_text=help_text(SFTSpec, "epochs"))
     max_steps = forms.IntegerField(min_value=1, required=False, help_text="Overrides epochs")
     batch_size = forms.IntegerField(initial=64, min_value=1, help_text="Examples per optimizer step")
-    max_length = forms.IntegerField(initial=4096, min_value=16, max_value=131072, help_text="Tokens per example")
+    max_length = forms.IntegerField(initial=default(SFTSpec, "max_length"), min_value=16, max_value=131072,
+                                    help_text=help_text(SFTSpec, "max_length"))
     stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.COLD_START)
 
     def preview(self) -> dict:
@@ -118,19 +134,27 @@ class GRPOParamsForm(TrainingForm):
     template = SamplingForm.base_fields["template"]
     recipe = forms.ModelChoiceField(queryset=RewardRecipe.objects.all(), required=False,
                                     help_text="Reward recipe (default: the latest r1-zero-math)")
-    num_generations = forms.IntegerField(initial=16, min_value=2, max_value=1024, help_text="G: the group size")
-    beta = forms.FloatField(initial=0.001, min_value=0.0, label="KL beta")
-    epsilon = forms.FloatField(initial=10.0, min_value=0.0, label="Clip epsilon")
-    loss_type = forms.ChoiceField(choices=[(t, t) for t in LOSS_TYPES], initial="grpo")
+    num_generations = forms.IntegerField(initial=default(GRPOSpec, "num_generations"), min_value=2, max_value=1024,
+                                         help_text=help_text(GRPOSpec, "num_generations"))
+    beta = forms.FloatField(initial=default(GRPOSpec, "beta"), min_value=0.0, label="KL beta",
+                            help_text=help_text(GRPOSpec, "beta"))
+    epsilon = forms.FloatField(initial=default(GRPOSpec, "epsilon"), min_value=0.0, label="Clip epsilon",
+                               help_text=help_text(GRPOSpec, "epsilon"))
+    loss_type = forms.ChoiceField(choices=[(t, t) for t in LOSS_TYPES], initial=default(GRPOSpec, "loss_type"),
+                                  help_text=help_text(GRPOSpec, "loss_type"))
     learning_rate = forms.FloatField(initial=3e-6, min_value=0.0, max_value=1.0)
-    max_completion_length = forms.IntegerField(initial=32768, min_value=1, max_value=262144)
+    max_completion_length = forms.IntegerField(initial=default(GRPOSpec, "max_completion_length"), min_value=1,
+                                               max_value=262144, help_text=help_text(GRPOSpec, "max_completion_length"))
     max_steps = forms.IntegerField(initial=10400, min_value=1, help_text="R1-Zero: 10,400 steps")
     batch_size = forms.IntegerField(initial=512, min_value=1, help_text="Completions per optimizer step")
-    steps_per_generation = forms.IntegerField(initial=16, min_value=1, max_value=1024,
-                                              help_text="Optimizer steps per rollout batch")
-    temperature = forms.FloatField(initial=1.0, min_value=0.01, max_value=2.0)
-    top_p = forms.FloatField(initial=1.0, min_value=0.01, max_value=1.0)
-    use_vllm = forms.BooleanField(required=False, help_text="Generate with vLLM (GPU workers)")
+    steps_per_generation = forms.IntegerField(initial=default(GRPOSpec, "steps_per_generation"), min_value=1,
+                                              max_value=1024, help_text=help_text(GRPOSpec, "steps_per_generation"))
+    temperature = forms.FloatField(initial=default(GRPOSpec, "temperature"), min_value=0.01, max_value=2.0,
+                                   help_text=help_text(GRPOSpec, "temperature"))
+    top_p = forms.FloatField(initial=default(GRPOSpec, "top_p"), min_value=0.01, max_value=1.0,
+                             help_text=help_text(GRPOSpec, "top_p"))
+    use_vllm = forms.BooleanField(required=False, initial=default(GRPOSpec, "use_vllm"),
+                                  help_text=help_text(GRPOSpec, "use_vllm"))
     stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.R1_ZERO)
 
     clean_template = SamplingForm.clean_template

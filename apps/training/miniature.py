@@ -47,9 +47,10 @@ class MiniatureConfig:
     name: str = "miniature"
 
 
-def run_miniature(storage_dir, config: MiniatureConfig = MiniatureConfig(), user=None, log=print,
+def run_miniature(storage_dir, config: MiniatureConfig | None = None, user=None, log=print,
                   timeout_s: float = 3600) -> dict:
     """Run the chain on the worker and wait for it; returns the figures."""
+    config = config or MiniatureConfig()
     started = time.monotonic()
     base = _base_model(storage_dir, config)
     format_version, train, heldout = _datasets(config)
@@ -165,6 +166,7 @@ def _prompts(name: str, problems: list[dict]) -> Dataset:
     dataset, created = Dataset.objects.get_or_create(name=name, defaults={"description": "One-step arithmetic"})
     if created:
         bulk_insert(Prompt, [{"dataset_id": dataset.pk, "question": p["question"], "reference_answer": p["answer"],
-                              "domain": "math", "language": "en", "content_hash": Prompt.hash_for(p["question"], p["answer"], [])}
+                              "domain": "math", "language": "en",
+                              "content_hash": Prompt.hash_for(p["question"], p["answer"], [])}
                              for p in problems])
     return dataset

@@ -27,14 +27,15 @@ from apps.core.bulk import bulk_insert
 from apps.datasets.models import DatasetVersion, ModelVersion, Prompt
 from apps.jobs.kinds import job_kind
 from apps.jobs.runner import JobCancelled
-from apps.rollouts.generation import completion_fields, template_text
+from apps.rollouts.generation import template_text
 from apps.rollouts.models import RewardRecipe, Rollout
+from apps.rollouts.rows import rollout_row
 from apps.training.forms import CPU_PRESETS, GRPOParamsForm, SFTParamsForm, sft_steps, training_processes
 from apps.training.models import StepMetric
 from workers.generation.templates import render
-from workers.rewards.recipes import rollout_columns
 from workers.training.events import EventReader, archive_events
 from workers.training.formats import sft_row
+from workers.training.spec import GRPOSpec, LoraSpec, SFTSpec, TrainSpec
 from workers.training.train import latest_checkpoint
 
 POLL_SECONDS = 0.5
@@ -77,9 +78,9 @@ def run_training(ctx) -> dict:
     resume = _resume_point(ctx, run, sink)
     rows = _write_data(job.kind, params, run.data)
     spec = _spec(job, params, run, rows, resume)
-    run.spec.write_text(json.dumps(spec, indent=2))
-    ctx.progress(resume[0] if resume else 0, spec["max_steps"])
-    ctx.log(f"{rows} training rows, {spec['max_steps']} steps; "
+    run.spec.write_text(spec.to_json())
+    ctx.progress(resume[0] if resume else 0, spec.max_steps)
+    ctx.log(f"{rows} training rows, {spec.max_steps} steps; "
             + (f"resuming from step {resume[0]}" if resume else "starting from the model's weights"))
     process = _launch(run, params["accelerate_config"])
     ctx.report(training_pid=process.pid, run_dir=str(run.dir))
@@ -248,37 +249,29 @@ def _grpo_rows(params: dict):
         }
 
 
-def _spec(job, params: dict, run: Run, rows: int, resume) -> dict:
+def _spec(job, params: dict, run: Run, rows: int, resume) -> TrainSpec:
+    """The job's parameters (validated by its form) as the trainer's typed spec."""
     model = ModelVersion.objects.get(pk=params["model_version"])
     processes = training_processes(params["accelerate_config"])
-    spec = {
-        "kind": job.kind,
-        "run_dir": str(run.dir),
-        "model_path": model.uri,
-        "data_path": str(run.data),
-        "checkpoint_dir": str(run.checkpoints),
-        "final_dir": str(run.final),
-        "resume_from": str(resume[1]) if resume else None,
-        "learning_rate": params["learning_rate"],
-        "lr_scheduler": params["lr_scheduler"],
-        "warmup_steps": params["warmup_steps"],
-        "per_device_batch_size": params["batch_size"] // processes,
-        "save_steps": params["save_steps"],
-        "seed": params["seed"],
-        "use_cpu": params["accelerate_config"] == "cpu",
-        "lora": {"r": params["lora_r"], "alpha": params["lora_alpha"]} if params.get("use_lora") else None,
-    }
+    sft = grpo = None
     if job.kind == "sft":
-        spec |= {"format": params["format"], "max_length": params["max_length"], "epochs": params["epochs"],
-                 "max_steps": params.get("max_steps") or sft_steps(rows, params["epochs"], params["batch_size"])}
+        sft = SFTSpec(format=params["format"], max_length=params["max_length"], epochs=params["epochs"])
+        max_steps = params.get("max_steps") or sft_steps(rows, params["epochs"], params["batch_size"])
     else:
-        recipe = RewardRecipe.objects.get(pk=params["recipe"])
-        spec |= {"max_steps": params["max_steps"], "grpo": {
-            "recipe": recipe.spec,
-            **{name: params[name] for name in ("num_generations", "steps_per_generation", "max_completion_length",
-                                               "temperature", "top_p", "beta", "epsilon", "loss_type", "use_vllm")},
-        }}
-    return spec
+        knobs = ("num_generations", "steps_per_generation", "max_completion_length", "temperature", "top_p", "beta",
+                 "epsilon", "loss_type", "use_vllm")
+        grpo = GRPOSpec(recipe=RewardRecipe.objects.get(pk=params["recipe"]).spec, **{k: params[k] for k in knobs})
+        max_steps = params["max_steps"]
+    return TrainSpec(
+        kind=job.kind, model_path=model.uri, data_path=str(run.data), run_dir=str(run.dir),
+        checkpoint_dir=str(run.checkpoints), final_dir=str(run.final), max_steps=max_steps,
+        learning_rate=params["learning_rate"], per_device_batch_size=params["batch_size"] // processes,
+        processes=processes, lr_scheduler=params["lr_scheduler"], warmup_steps=params["warmup_steps"],
+        save_steps=params["save_steps"], seed=params["seed"], use_cpu=params["accelerate_config"] == "cpu",
+        resume_from=str(resume[1]) if resume else None,
+        lora=LoraSpec(r=params["lora_r"], alpha=params["lora_alpha"]) if params.get("use_lora") else None,
+        sft=sft, grpo=grpo,
+    )
 
 
 class EventSink:
@@ -329,16 +322,13 @@ class EventSink:
         self.ctx.report(latest_metrics={k: round(v, 4) for k, v in latest.items()})
 
     def _rollout(self, step: int, row: dict) -> dict:
-        scored = row["scored"]
-        return {
-            "job_id": self.job.pk, "prompt_id": row["prompt_id"], "model_version_id": self.input_model.pk,
-            "step": step, "group": row["group"], "sample_index": row["sample_index"],
-            "prompt_text": row["prompt_text"], "completion": row["completion"],
-            "prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"],
-            "finish_reason": row["finish_reason"], "advantage": row["advantage"],
-            "reward_recipe_id": self.params["recipe"],
-            **completion_fields(row["completion"]), **rollout_columns(scored),
-        }
+        return rollout_row(
+            job_id=self.job.pk, prompt_id=row["prompt_id"], completion=row["completion"], scored=row["scored"],
+            model_version_id=self.input_model.pk, step=step, group=row["group"], sample_index=row["sample_index"],
+            prompt_text=row["prompt_text"], prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"], finish_reason=row["finish_reason"],
+            advantage=row["advantage"], reward_recipe_id=self.params["recipe"],
+        )
 
     def _register(self, path: Path, step: int, final: bool) -> ModelVersion:
         base = self.params.get("output_name") or f"{self.input_model.name}-{self.job.kind}-job{self.job.pk}"

@@ -15,7 +15,8 @@ def api_key_env_error(name) -> str | None:
     if name is None:
         return None
     if not isinstance(name, str) or not name.startswith(API_KEY_ENV_PREFIX) or name == API_KEY_ENV_PREFIX:
-        return f"api_key_env must name a variable starting with {API_KEY_ENV_PREFIX} (R1_API_KEY_ENV_PREFIX), not {name!r}"
+        return (f"api_key_env must name a variable starting with {API_KEY_ENV_PREFIX} (R1_API_KEY_ENV_PREFIX), "
+                f"not {name!r}")
     return None
 
 

@@ -16,7 +16,7 @@ MAX_DIGIT_RUN = 400  # a 20,000-digit "number" is not an answer
 MAX_NESTED_POWERS = 3  # a^{b^{c^{d}}} and deeper: sympy may try to evaluate a power tower
 CHOICE_LETTERS = "ABCDEFGHIJ"
 
-_DIGIT_RUN = re.compile(r"\d{%d,}" % (MAX_DIGIT_RUN + 1))
+_DIGIT_RUN = re.compile(rf"\d{{{MAX_DIGIT_RUN + 1},}}")
 _CHOICE = re.compile(r"^\(?\s*(?:\\text\{\s*)?([A-J])\s*\}?\s*\)?\s*[.:]?$")
 
 

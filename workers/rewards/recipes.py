@@ -113,7 +113,8 @@ class Recipe:
     def to_spec(self) -> dict:
         return {
             "components": [
-                {"name": c.name, "weight": c.weight, "params": c.params, **({"domains": list(c.domains)} if c.domains else {})}
+                {"name": c.name, "weight": c.weight, "params": c.params,
+                 **({"domains": list(c.domains)} if c.domains else {})}
                 for c in self.components
             ]
         }
@@ -131,7 +132,7 @@ class Recipe:
                 continue
             params = dict(spec.params)
             if spec.name == "cosine_length":  # length shaping depends on the accuracy graded before it
-                params.setdefault("is_correct", _is_correct(components))
+                params.setdefault("is_correct", correctness(components))
             if params.get("is_correct", False) is None:
                 reward = Reward.zero("no accuracy component scored this sample before cosine_length")
             else:
@@ -141,22 +142,9 @@ class Recipe:
         return {"total": total, "components": components}
 
 
-def _is_correct(components: dict) -> bool | None:
+def correctness(components: dict) -> bool | None:
+    """Whether the first accuracy component that scored a sample says it is right (None: none scored it)."""
     for name in ACCURACY_COMPONENTS:
         if name in components:
             return components[name]["value"] >= 1.0
     return None
-
-
-def rollout_columns(scored: dict) -> dict:
-    """The stored filter columns of a Rollout, from a recipe's score."""
-    components = scored["components"]
-    fmt = components.get("format")
-    language = components.get("language_consistency")
-    return {
-        "total_reward": scored["total"],
-        "rewards": components if "error" not in scored else {"error": {"value": 0.0, "details": {"reason": scored["error"]}}},
-        "is_correct": _is_correct(components),
-        "format_ok": None if fmt is None else fmt["value"] >= 1.0,
-        "language_consistency": None if language is None else language["value"],
-    }

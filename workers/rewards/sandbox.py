@@ -160,7 +160,8 @@ def seccomp_bpf() -> bytes:
     except OSError as error:
         raise SandboxUnavailable(f"cannot run {SECCOMP_PYTHON} to compile the seccomp filter ({error})") from None
     if compiled.returncode != 0 or not compiled.stdout:
-        raise SandboxUnavailable(f"compiling the seccomp filter failed: {compiled.stderr.decode(errors='replace')[-STDERR_IN_ERROR:]}")
+        stderr = compiled.stderr.decode(errors="replace")[-STDERR_IN_ERROR:]
+        raise SandboxUnavailable(f"compiling the seccomp filter failed: {stderr}")
     return compiled.stdout
 
 
@@ -175,7 +176,8 @@ def interpreter_mounts() -> dict:
         if _world_readable(candidate):
             read_only = _needed_paths(candidate)
             return {"python": candidate, "read_only": read_only, "hidden": _installed_packages(read_only)}
-    raise SandboxUnavailable(f"no Python interpreter readable by an unprivileged user ({sys.executable}, /usr/bin/python3)")
+    raise SandboxUnavailable(
+        f"no Python interpreter readable by an unprivileged user ({sys.executable}, /usr/bin/python3)")
 
 
 def _world_readable(path: str) -> bool:

@@ -49,7 +49,8 @@ def sft_row(messages: list[dict], fmt: str, template: str = R1_ZERO) -> dict:
         return {"messages": [_plain(m) for m in messages]}
     reasoning, summary = reasoning_and_summary(messages[last])
     if fmt == "cold_start":
-        rewritten = {"role": "assistant", "content": f"{COLD_START_SEPARATOR}{reasoning}{COLD_START_SEPARATOR}{summary}"}
+        content = f"{COLD_START_SEPARATOR}{reasoning}{COLD_START_SEPARATOR}{summary}"
+        rewritten = {"role": "assistant", "content": content}
         return {"messages": [_plain(m) for m in messages[:last]] + [rewritten]}
     questions = [m for m in messages[:last] if m.get("role") == "user"]
     if not questions:

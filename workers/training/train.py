@@ -20,21 +20,22 @@ from pathlib import Path
 import torch
 
 from workers.training.events import EventWriter, event_file
+from workers.training.spec import TrainSpec
 
 CHECKPOINT_MARKER = "r1studio-checkpoint.json"  # written only once a checkpoint is whole
 
 
 def main(argv: list[str]) -> None:
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = TrainSpec.from_json(Path(argv[0]).read_text())
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     _exit_with_supervisor()
     from accelerate import PartialState
 
     state = PartialState()
-    events = EventWriter(event_file(spec["run_dir"], state.process_index))
-    trainer = build_sft(spec, events) if spec["kind"] == "sft" else build_grpo(spec, events)
+    events = EventWriter(event_file(spec.run_dir, state.process_index))
+    trainer = build_sft(spec, events) if spec.kind == "sft" else build_grpo(spec, events)
     trainer.add_callback(_event_callback(events, spec))
-    trainer.train(resume_from_checkpoint=spec.get("resume_from"))
+    trainer.train(resume_from_checkpoint=spec.resume_from)
     final_dir = save_final(trainer, spec)
     if state.is_main_process:
         events.write("final", step=trainer.state.global_step, path=str(final_dir))
@@ -59,19 +60,19 @@ def _exit_with_supervisor() -> None:
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
-def _common_args(spec: dict) -> dict:
-    on_gpu = torch.cuda.is_available() and not spec.get("use_cpu")
+def _common_args(spec: TrainSpec) -> dict:
+    on_gpu = torch.cuda.is_available() and not spec.use_cpu
     return dict(
-        output_dir=spec["checkpoint_dir"],
-        max_steps=spec["max_steps"],
-        per_device_train_batch_size=spec["per_device_batch_size"],
-        learning_rate=spec["learning_rate"],
-        lr_scheduler_type=spec["lr_scheduler"],
-        warmup_steps=spec["warmup_steps"],
+        output_dir=spec.checkpoint_dir,
+        max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.per_device_batch_size,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_steps=spec.warmup_steps,
         logging_steps=1,  # every step's metrics: the curves are per step
-        save_strategy="steps" if spec.get("save_steps") else "no",
-        save_steps=spec.get("save_steps") or 500,
-        seed=spec.get("seed", 0),
+        save_strategy="steps" if spec.save_steps else "no",
+        save_steps=spec.save_steps or 500,
+        seed=spec.seed,
         report_to="none",
         disable_tqdm=True,
         # The CPU settings ML-NOTES measured: without bf16=False it runs bf16 autocast, 4x slower,
@@ -83,13 +84,12 @@ def _common_args(spec: dict) -> dict:
     )
 
 
-def _peft_config(spec: dict):
-    if not spec.get("lora"):
+def _peft_config(spec: TrainSpec):
+    if not spec.lora:
         return None
     from peft import LoraConfig
 
-    lora = spec["lora"]
-    return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora.get("dropout", 0.0),
+    return LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
@@ -109,17 +109,17 @@ def _tokenizer(path: str):
     return tokenizer
 
 
-def build_sft(spec: dict, events: EventWriter):
+def build_sft(spec: TrainSpec, events: EventWriter):
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(**_common_args(spec), max_length=spec.get("max_length", 2048),
-                     assistant_only_loss=spec.get("format") in ("chat", "cold_start"),
-                     num_train_epochs=spec.get("epochs", 1))
-    return SFTTrainer(model=spec["model_path"], args=args, train_dataset=_read_jsonl(spec["data_path"]),
-                      processing_class=_tokenizer(spec["model_path"]), peft_config=_peft_config(spec))
+    args = SFTConfig(**_common_args(spec), max_length=spec.sft.max_length,
+                     assistant_only_loss=spec.sft.format in ("chat", "cold_start"),
+                     num_train_epochs=spec.sft.epochs)
+    return SFTTrainer(model=spec.model_path, args=args, train_dataset=_read_jsonl(spec.data_path),
+                      processing_class=_tokenizer(spec.model_path), peft_config=_peft_config(spec))
 
 
-def build_grpo(spec: dict, events: EventWriter):
+def build_grpo(spec: TrainSpec, events: EventWriter):
     from trl import GRPOConfig, GRPOTrainer
 
     from workers.rewards.pool import ScoringPool
@@ -130,31 +130,32 @@ def build_grpo(spec: dict, events: EventWriter):
 
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
-            if self.model.training and spec.get("record_rollouts", True):
-                events.write("rollouts", step=self.state.global_step + 1, rows=rollout_rows(self, inputs, output, rewards))
+            if self.model.training and grpo.record_rollouts:
+                rows = rollout_rows(self, inputs, output, rewards)
+                events.write("rollouts", step=self.state.global_step + 1, rows=rows)
             return output
 
-    grpo = spec["grpo"]
-    tokenizer = _tokenizer(spec["model_path"])
-    eos_ids = _eos_token_ids(spec["model_path"], tokenizer)
-    pool = ScoringPool(grpo["recipe"], processes=grpo.get("scoring_processes", 1), timeout_s=grpo.get("scoring_timeout_s", 20.0))
-    rewards = RecipeRewards(grpo["recipe"], pool, eos_ids, grpo["max_completion_length"])
+    grpo = spec.grpo
+    tokenizer = _tokenizer(spec.model_path)
+    eos_ids = _eos_token_ids(spec.model_path, tokenizer)
+    pool = ScoringPool(grpo.recipe, processes=grpo.scoring_processes, timeout_s=grpo.scoring_timeout_s)
+    rewards = RecipeRewards(grpo.recipe, pool, eos_ids, grpo.max_completion_length)
     args = GRPOConfig(
         **_common_args(spec),
-        num_generations=grpo["num_generations"],
-        steps_per_generation=grpo.get("steps_per_generation", 1),
-        max_completion_length=grpo["max_completion_length"],
-        temperature=grpo["temperature"],
-        top_p=grpo.get("top_p", 1.0),
-        beta=grpo["beta"],
-        epsilon=grpo["epsilon"],
-        loss_type=grpo["loss_type"],
+        num_generations=grpo.num_generations,
+        steps_per_generation=grpo.steps_per_generation,
+        max_completion_length=grpo.max_completion_length,
+        temperature=grpo.temperature,
+        top_p=grpo.top_p,
+        beta=grpo.beta,
+        epsilon=grpo.epsilon,
+        loss_type=grpo.loss_type,
         reward_weights=rewards.weights,
-        use_vllm=grpo.get("use_vllm", False),
+        use_vllm=grpo.use_vllm,
         vllm_mode="colocate",
     )
-    return RecordingGRPOTrainer(model=spec["model_path"], args=args, reward_funcs=rewards.functions(),
-                                train_dataset=_read_jsonl(spec["data_path"]), processing_class=tokenizer,
+    return RecordingGRPOTrainer(model=spec.model_path, args=args, reward_funcs=rewards.functions(),
+                                train_dataset=_read_jsonl(spec.data_path), processing_class=tokenizer,
                                 peft_config=_peft_config(spec))
 
 
@@ -194,7 +195,7 @@ def rollout_rows(trainer, inputs: list[dict], output: dict, rewards) -> list[dic
     return rows
 
 
-def _event_callback(events: EventWriter, spec: dict):
+def _event_callback(events: EventWriter, spec: TrainSpec):
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -211,7 +212,7 @@ def _event_callback(events: EventWriter, spec: dict):
             if not state.is_world_process_zero:
                 return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            (path / CHECKPOINT_MARKER).write_text(json.dumps({"step": state.global_step, "kind": spec["kind"]}))
+            (path / CHECKPOINT_MARKER).write_text(json.dumps({"step": state.global_step, "kind": spec.kind}))
             events.write("checkpoint", step=state.global_step, path=str(path))
 
     return EventCallback()
@@ -226,11 +227,11 @@ def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
     return max(found, default=None)
 
 
-def save_final(trainer, spec: dict) -> Path:
+def save_final(trainer, spec: TrainSpec) -> Path:
     """The trained model as a plain transformers folder (LoRA merged in), moved into place only when whole."""
-    final_dir = Path(spec["final_dir"])
+    final_dir = Path(spec.final_dir)
     partial = final_dir.with_name(final_dir.name + ".partial")
-    if spec.get("lora"):
+    if spec.lora:
         if trainer.accelerator.is_main_process:
             merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
             merged.save_pretrained(partial)

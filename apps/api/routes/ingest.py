@@ -22,7 +22,8 @@ router = Router(tags=["rollouts"])
                          "job with an error naming its line and field and nothing lands, unless `partial` is true, "
                          "which lands the good records and lists the rejected ones in the job's result (with the "
                          "source fields that had no place, `ignored_fields`). For files too large to upload "
-                         "(MAX_UPLOAD_MB, a 413), launch an `ingest_rollouts` job with a server path through POST /jobs.")
+                         "(MAX_UPLOAD_MB, a 413), launch an `ingest_rollouts` job with a server path through "
+                         "POST /jobs.")
 def ingest(request, file: File[UploadedFile], options: Form[IngestForm]):
     require_perm(request, "rollouts.add_rollout")
     dataset = Dataset.objects.filter(name=options.dataset).first()
@@ -33,8 +34,8 @@ def ingest(request, file: File[UploadedFile], options: Form[IngestForm]):
     params = {"path": str(path), "dataset": dataset.pk, "format": options.format, "partial": options.partial,
               "model_name": options.model_name}
     try:
-        job = launching.launch("ingest_rollouts", params, user=request.user, label=f"Ingest {file.name} into {dataset.name}",
-                               via="api")
+        job = launching.launch("ingest_rollouts", params, user=request.user, via="api",
+                               label=f"Ingest {file.name} into {dataset.name}")
     except kinds.ValidationError as exc:
         discard_upload(path)  # the job that would have deleted it was never made
         raise ApiError(422, field_errors(exc, "form")) from None

@@ -69,7 +69,8 @@ class Command(BaseCommand):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(p) + "\n" for p in arithmetic_dataset(n, seed=0)))
         job = launching.launch(
-            "import_prompts", {"dataset": dataset.pk, "path": str(path)}, label="Seed demo prompts", enqueue=False, via="cli"
+            "import_prompts", {"dataset": dataset.pk, "path": str(path)}, label="Seed demo prompts", enqueue=False,
+            via="cli",
         )
         execute(job.pk, worker="demo-setup")
         job.refresh_from_db()
@@ -100,7 +101,8 @@ class Command(BaseCommand):
         if miniature and not ModelVersion.objects.filter(name="miniature-grpo").exists():
             # The chain waits on each job in turn; its jobs show on the Jobs page as they run.
             self.stdout.write("Running R1-Zero in miniature on the worker (about 10 minutes; see Jobs)\n")
-            helpers.append(subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "miniature"], env=env))
+            manage = str(settings.BASE_DIR / "manage.py")
+            helpers.append(subprocess.Popen([sys.executable, manage, "miniature"], env=env))
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:

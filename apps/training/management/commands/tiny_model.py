@@ -58,7 +58,7 @@ class Command(BaseCommand):
                 name=name, uri=str(path), backend="transformers", stage=stage, step=steps or None, config=config
             )
         except IntegrityError:  # registered by someone else while this one was building
-            raise CommandError(f"A model named {name!r} was registered meanwhile; the files are in {path}")
+            raise CommandError(f"A model named {name!r} was registered meanwhile; the files are in {path}") from None
         self.stdout.write(
             f"Built {name} ({stage}, {config['parameters']:,} parameters) in {time.monotonic() - started:.1f} s\n"
             f"path: {path}\nModelVersion id: {version.pk}"
