@@ -12,8 +12,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from apps.jobs.models import Job
 from apps.training.models import StepMetric
+from tests.r1studio.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.rollout_factory import add_prompt, add_rollouts, solved
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

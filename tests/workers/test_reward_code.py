@@ -24,7 +24,7 @@ from workers.rewards.base import Sample
 from workers.rewards.code import code_accuracy, extract_code
 from workers.rewards.sandbox import SandboxUnavailable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 1.0
 SAFETY_MARGIN_S = 2.0  # a bound on wall time, not a speed test
 TOKEN = secrets.token_hex(6)  # names this run's files, processes and secret

@@ -16,8 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 from apps.curation.models import Annotation, ReviewItem
 from apps.datasets.models import Dataset, DatasetVersion
 from tests.conftest import wait_for
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_review import (
+from tests.curation.test_review import (
     annotation_of,
     judge,
     make_annotators,
@@ -25,6 +24,7 @@ from tests.test_review import (
     make_run,
     person,
 )
+from tests.r1studio.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ from django.db import connection
 
 from apps.curation.models import Annotation
 from apps.curation.review import EditConflict, save_annotation
-from tests.test_review import annotation_of, make_annotators, make_queue, make_run
+from tests.curation.test_review import annotation_of, make_annotators, make_queue, make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from workers.synthetic import arithmetic_dataset, arithmetic_work, countdown_dat
 
 tiny = pytest.importorskip("workers.generation.tiny")  # needs the "train" extra (torch, transformers, trl)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The smallest SFT that reliably teaches the format: held-out format reward 0.86-1.0 over
 # four seeds after 150 steps (100 steps: 0.6-0.98; 80: about 0). About 10 s here.
 SFT_STEPS = 150

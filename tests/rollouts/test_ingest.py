@@ -32,7 +32,7 @@ from tests.conftest import wait_for_job, write_jsonl
 from tests.rollout_factory import add_prompt, solved
 from workers.generation.templates import R1_ZERO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from apps.jobs.models import Job
 from apps.jobs.runner import execute
 from apps.rollouts.ingest import IngestFileError, detect_ingest_format, ingest_file
 from apps.rollouts.models import Rollout
-from tests.test_import import run_import
+from tests.datasets.test_import import run_import
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the job's heartbeat thread has its own connection
 
@@ -131,7 +131,7 @@ def test_a_dictionary_encoded_parquet_bomb_stops_at_the_decoded_bound(dataset, t
 
 
 def test_a_gzipped_verl_dump_is_detected_and_lands(dataset, tmp_path, bounds):
-    from tests.test_ingest import verl_record
+    from tests.rollouts.test_ingest import verl_record
 
     folder = tmp_path / "rollout_data"
     folder.mkdir()

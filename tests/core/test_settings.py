@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from r1studio import env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_typed_helpers_parse_and_refuse(monkeypatch):

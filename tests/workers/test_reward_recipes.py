@@ -15,7 +15,7 @@ from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
 from workers.rewards.recipes import DEFAULT_RECIPES, Recipe, RecipeError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MATH_ONLY = {"components": [{"name": "math_accuracy", "weight": 2.0, "params": {"timeout_s": 5}}]}
 
 
