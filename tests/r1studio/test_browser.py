@@ -314,5 +314,6 @@ def test_the_demo_rollouts_browse_and_search_on_sqlite(page, artifacts):
     page.screenshot(path=artifacts / "demo-rollouts-search.png", full_page=True)
 
     rows.first.locator("td:first-child a").click()
+    expect(page).to_have_url(re.compile(r"/rollouts/\d+/$"))  # the rollout's own page, not the list
     page.get_by_role("link", name="Its group").click()
     expect(page.locator("article.member")).to_have_count(4)  # the demo samples 4 per prompt
