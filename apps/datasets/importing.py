@@ -23,6 +23,7 @@ from django.template.defaultfilters import filesizeformat
 from apps.core.bulk import bulk_insert
 from apps.core.uploads import private_folder
 from apps.datasets.models import Dataset, Prompt
+from apps.datasets.validation import RecordFields
 from apps.jobs.kinds import job_kind
 
 FORMATS = ["jsonl", "csv", "parquet", "hf"]
@@ -301,55 +302,23 @@ def read_records(path: Path, fmt: str, split: str = "") -> Iterator[tuple[str, d
 # ---- validation: one record → prompt fields, or errors --------------------------------
 
 
-def _as_text(value, name: str, required: bool, errors: list[str]) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            errors.append(f"field '{name}': missing or empty")
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        errors.append(f"field '{name}': expected text, found {type(value).__name__}")
-        return ""
-    return str(value)
-
-
-def _as_tests(value, name: str, errors: list[str]) -> list:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            errors.append(f"field '{name}': not valid JSON ({exc.msg})")
-            return []
-    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        errors.append(f"field '{name}': expected a list of test objects")
-        return []
-    return value
-
-
 def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
 
 
 def validate_record(record: dict, mapping: FieldMapping) -> tuple[dict | None, list[str]]:
-    errors: list[str] = []
-    question = _as_text(record.get(mapping.question), mapping.question, True, errors)
-    if len(question) > MAX_QUESTION_CHARS:
-        errors.append(f"field '{mapping.question}': {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
-    answer = _as_text(record.get(mapping.answer), mapping.answer, False, errors)
-    tests = _as_tests(record.get(mapping.tests), mapping.tests, errors)
-    domain = _as_text(record.get(mapping.domain), mapping.domain, False, errors) or mapping.default_domain
-    language = _as_text(record.get(mapping.language), mapping.language, False, errors) or mapping.default_language
-    if len(domain) > 32:
-        errors.append(f"field '{mapping.domain}': longer than 32 characters")
-    if len(language) > 16:
-        errors.append(f"field '{mapping.language}': longer than 16 characters")
+    f = RecordFields(record)
+    question = f.text(mapping.question, required=True, limit=MAX_QUESTION_CHARS)
+    answer = f.text(mapping.answer)
+    tests = f.tests(mapping.tests)
+    domain = f.text(mapping.domain, limit=32).strip() or mapping.default_domain
+    language = f.text(mapping.language, limit=16).strip() or mapping.default_language
     if mapping.metadata == ["*"]:
         keys = [k for k in record if k not in mapping.mapped()]
     else:
         keys = [k for k in mapping.metadata if k in record]
-    if errors:
-        return None, errors
+    if f.errors:
+        return None, f.errors
     question = question.strip()
     return {
         "question": question,
@@ -458,7 +427,7 @@ def run_import(ctx) -> dict:
         if problems is None:
             row, problems = validate_record(record, mapping)
         if problems:
-            error_count += len(problems)
+            error_count += 1
             errors.extend(f"{where}: {p}" for p in problems[: MAX_ERRORS_SHOWN - len(errors)])
         elif row["content_hash"] in seen:
             duplicates_in_file += 1

@@ -3,11 +3,13 @@ worker and writes their audit records, whether the browser, the API or the comma
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from apps.core import audit
 from apps.jobs.kinds import KINDS, validate_params
 from apps.jobs.models import Job
+from apps.jobs.runner import execute
 from apps.jobs.tasks import run_job
 
 
@@ -57,4 +59,21 @@ def launch_for_form(request, form, kind: str, params: dict, label: str):
             form.add_error(field if field in form.fields else None, errors)
         return None
     messages.success(request, f"{KINDS[kind].label}: job #{job.pk} queued.")
+    return job
+
+
+def run_here(kind: str, params: dict, label: str = "", enqueue: bool = False) -> Job:
+    """A job from the command line, run in this process through the same claim and finish as on a
+    worker (or, with `enqueue`, handed to one and returned queued); a refused parameter or a job that
+    did not succeed is a CommandError saying why."""
+    try:
+        job = launch(kind, params, label=label, enqueue=enqueue, via="cli")
+    except ValidationError as exc:
+        raise CommandError("; ".join(f"{f}: {' '.join(m)}" for f, m in exc.message_dict.items())) from None
+    if enqueue:
+        return job
+    status = execute(job.pk, worker="cli")
+    job.refresh_from_db()
+    if status != Job.Status.SUCCEEDED:
+        raise CommandError(f"job {job.pk} {status}: {job.error}")
     return job

@@ -16,9 +16,10 @@ from django.urls import reverse
 from apps.datasets.models import Prompt
 from apps.jobs.models import Job
 from apps.jobs.runner import execute
-from apps.rollouts.ingest import IngestFileError, detect_ingest_format, ingest_file
+from apps.rollouts.ingest import IngestFileError, detect_ingest_format
 from apps.rollouts.models import Rollout
 from tests.datasets.test_import import run_import
+from tests.rollouts.test_ingest import ingest, verl_record
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the job's heartbeat thread has its own connection
 
@@ -69,7 +70,7 @@ def test_a_line_over_the_bound_is_refused_with_its_number(dataset, tmp_path, bou
     assert job.status == "failed" and "line 3: longer than 64.0 KB (R1_MAX_LINE_MB)" in job.error
     assert Prompt.objects.count() == 0
     with pytest.raises(IngestFileError, match="line 3: longer than 64.0 KB"):
-        ingest_file(path, "jsonl", dataset=dataset)
+        ingest(path, "jsonl", dataset)
 
 
 def test_a_line_of_exactly_the_bound_is_read(dataset, tmp_path, bounds):
@@ -118,7 +119,7 @@ def test_a_parquet_file_whose_columns_expand_past_the_bound_is_refused_from_its_
     job = run_import(dataset, path)
     assert job.status == "failed" and "bomb.parquet (Parquet) holds 3.8 MB uncompressed" in job.error
     with pytest.raises(IngestFileError, match=r"\(Parquet\) holds"):
-        ingest_file(path, "trl", dataset=dataset)
+        ingest(path, "trl", dataset)
 
 
 def test_a_dictionary_encoded_parquet_bomb_stops_at_the_decoded_bound(dataset, tmp_path, bounds):
@@ -131,13 +132,11 @@ def test_a_dictionary_encoded_parquet_bomb_stops_at_the_decoded_bound(dataset, t
 
 
 def test_a_gzipped_verl_dump_is_detected_and_lands(dataset, tmp_path, bounds):
-    from tests.rollouts.test_ingest import verl_record
-
     folder = tmp_path / "rollout_data"
     folder.mkdir()
     write_gzip(folder / "1.jsonl.gz", [json.dumps(verl_record("What is 2 + 2?", "4", 1, 1.0, True))])
     assert detect_ingest_format(folder) == "verl"
-    assert ingest_file(folder, "verl", dataset=dataset).landed == 1 and Rollout.objects.count() == 1
+    assert ingest(folder, "verl", dataset).landed == 1 and Rollout.objects.count() == 1
 
 
 def test_a_broken_gzip_file_is_named_and_lands_nothing(dataset, tmp_path, bounds):

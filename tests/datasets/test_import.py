@@ -161,7 +161,7 @@ def test_bad_tests_field_is_named(dataset, tmp_path):
 
 def test_a_huge_question_is_refused(dataset, tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"question": "x" * 300_000}])
-    assert_failed_with_nothing_written(run_import(dataset, path), "line 1: field 'question': 300000 characters")
+    assert_failed_with_nothing_written(run_import(dataset, path), "line 1: field 'question': 300,000 characters")
 
 
 def test_an_unknown_extension_needs_a_format(dataset, tmp_path):

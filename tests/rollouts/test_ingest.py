@@ -18,7 +18,7 @@ from apps.core.models import AuditEvent
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs import launching
 from apps.jobs.models import Job
-from apps.jobs.runner import execute
+from apps.jobs.runner import JobContext, execute
 from apps.rollouts.ingest import (
     IngestFileError,
     IngestValidationError,
@@ -36,6 +36,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
+
+def ingest(path, fmt, dataset, user=None, **options):
+    """The ingest_rollouts job's body on a job of its own, run here without a worker (the runner's claim,
+    heartbeat and finish are tested through the worker below and in tests/jobs)."""
+    job = Job.objects.create(kind="ingest_rollouts", created_by=user, status=Job.Status.RUNNING,
+                             params={"dataset": dataset.pk, "path": str(path), "format": fmt, **options})
+    return ingest_file(path, fmt, dataset=dataset, ctx=JobContext(job), **options)
 
 def ours(i=0, **fields):
     return {"prompt": f"What is {i} + 1?", "completion": solved(str(i + 1), f"{i} plus one is {i + 1}."), **fields}
@@ -58,7 +65,7 @@ def test_our_jsonl_maps_every_field(dataset, tmp_path, users):
                 "rewards": {"accuracy": 0.0}, "total_reward": 9.5, "is_correct": True, "format_ok": False}
     path = write_jsonl(tmp_path / "rollouts.jsonl", [full, explicit, {"prompt": "Name a prime.", "completion": "3"}])
 
-    result = ingest_file(path, "jsonl", dataset=dataset, user=users["admin"], model_name="fallback-model", via="api")
+    result = ingest(path, "jsonl", dataset, user=users["admin"], model_name="fallback-model")
 
     assert (result.landed, result.records, result.duplicates, result.rejected_count) == (3, 3, 0, 0)
     assert result.prompts_created == 1  # "What is 6 * 7?" with answer 42 was matched by its content hash
@@ -82,11 +89,10 @@ def test_our_jsonl_maps_every_field(dataset, tmp_path, users):
     assert b.prompt.reference_answer == "" and b.prompt.metadata == {"source": "ingest:jsonl"}
 
     job = Job.objects.get(pk=result.job_id)
-    assert (job.kind, job.status, job.created_by, job.params["format"]) == ("ingest_rollouts", "succeeded",
-                                                                           users["admin"], "jsonl")
-    assert job.result["landed"] == 3 and set(Rollout.objects.values_list("job", flat=True)) == {job.pk}
+    assert (job.kind, job.created_by, job.params["format"]) == ("ingest_rollouts", users["admin"], "jsonl")
+    assert set(Rollout.objects.values_list("job", flat=True)) == {job.pk}
     event = AuditEvent.objects.get(action="rollouts.ingest")
-    assert (event.actor, event.via, event.target_id) == (users["admin"], "api", str(job.pk))
+    assert (event.actor, event.via, event.target_id) == (users["admin"], "job", str(job.pk))
     assert event.details == {"landed": 3, "rejected_count": 0, "duplicates": 0, "format": "jsonl",
                                   "file": "rollouts.jsonl", "dataset": dataset.name}
 
@@ -120,7 +126,7 @@ def test_a_trl_log_with_chat_prompts_maps_its_columns(dataset, tmp_path):
     )
     assert detect_ingest_format(path) == "trl"
 
-    result = ingest_file(path, "trl", dataset=dataset, model_name="qwen-0.5b")
+    result = ingest(path, "trl", dataset, model_name="qwen-0.5b")
 
     assert (result.landed, result.prompts_created, result.ignored_fields) == (4, 1, ["judge_note"])
     first, second = Rollout.objects.filter(prompt=known).order_by("sample_index")
@@ -141,7 +147,7 @@ def test_a_trl_log_with_string_prompts_finds_the_question_in_the_template(datase
     rendered = R1_ZERO.format(question="What is 9 - 4?")
     path = write_trl_log(tmp_path / "completions_00001.parquet", 1, [rendered], [solved("5")],
                          rewards={"accuracy": [1.0]}, extra={}, advantages=[0.0])
-    ingest_file(path, "trl", dataset=dataset)
+    ingest(path, "trl", dataset)
     rollout = Rollout.objects.get()
     assert (rollout.prompt.question, rollout.prompt_text, rollout.completion) == ("What is 9 - 4?", rendered,
                                                                                   solved("5"))
@@ -168,7 +174,7 @@ def test_a_verl_dump_folder_maps_its_fields(dataset, tmp_path):
     write_jsonl(folder / "2.jsonl", [verl_record(q, "it is 4", 2, 1.0, True)])
     assert detect_ingest_format(folder) == "verl" and detect_ingest_format(folder / "1.jsonl") == "verl"
 
-    result = ingest_file(folder, "verl", dataset=dataset)
+    result = ingest(folder, "verl", dataset)
 
     assert (result.landed, result.prompts_created) == (5, 2)
     apples = Prompt.objects.get(dataset=dataset, question=q)
@@ -184,7 +190,7 @@ def test_a_verl_dump_folder_maps_its_fields(dataset, tmp_path):
 def test_a_verl_line_with_bad_fields_names_them(dataset, tmp_path):
     path = write_jsonl(tmp_path / "3.jsonl", [{"input": "user\nQ\nassistant\n", "output": 5, "step": -1}])
     with pytest.raises(IngestValidationError) as exc:
-        ingest_file(path, "verl", dataset=dataset)
+        ingest(path, "verl", dataset)
     message = str(exc.value)
     for fragment in ["line 1: field 'score': missing", "line 1: field 'output': expected text, found int",
                      "line 1: field 'step': -1 is out of range"]:
@@ -218,7 +224,7 @@ def test_the_format_is_detected_from_the_name_and_first_record(tmp_path):
 def test_a_hostile_completion_is_stored_verbatim(dataset, tmp_path):
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)> <think>&lt;b&gt;</think> <answer>1</answer>'
     path = write_jsonl(tmp_path / "h.jsonl", [ours(completion=hostile, prompt="<b>bold</b> question?")])
-    ingest_file(path, "jsonl", dataset=dataset)
+    ingest(path, "jsonl", dataset)
     rollout = Rollout.objects.get()
     assert (rollout.completion, rollout.prompt.question) == (hostile, "<b>bold</b> question?")
 
@@ -240,16 +246,16 @@ def write_many(path: Path, n: int, bad_at: int | None = None) -> Path:
 def test_100k_lines_with_one_bad_line_land_nothing_and_name_it(dataset, tmp_path):
     path = write_many(tmp_path / "big.jsonl", 100_000, bad_at=50_001)
     with pytest.raises(IngestValidationError) as exc:
-        ingest_file(path, "jsonl", dataset=dataset)
+        ingest(path, "jsonl", dataset)
     assert exc.value.error_count == 1
     assert exc.value.errors == ["line 50001: field 'step': expected a non-negative integer, found str"]
     assert "1 invalid record(s); nothing was ingested" in str(exc.value)
-    assert (Rollout.objects.count(), Prompt.objects.count(), Job.objects.count()) == (0, 0, 0)
+    assert (Rollout.objects.count(), Prompt.objects.count()) == (0, 0)
 
 
 def test_100k_lines_with_one_bad_line_and_partial_land_the_rest(dataset, tmp_path):
     path = write_many(tmp_path / "big.jsonl", 100_000, bad_at=50_001)
-    result = ingest_file(path, "jsonl", dataset=dataset, partial=True)
+    result = ingest(path, "jsonl", dataset, partial=True)
     assert (result.landed, result.records, result.rejected_count) == (99_999, 100_000, 1)
     assert result.rejected == [{"line": "line 50001",
                                 "errors": ["field 'step': expected a non-negative integer, found str"]}]
@@ -257,7 +263,7 @@ def test_100k_lines_with_one_bad_line_and_partial_land_the_rest(dataset, tmp_pat
     # 100 samples of each prompt, 50 at step 0 and 50 at step 1; prompt 0 lost one at step 1 (the bad line)
     assert Rollout.objects.filter(prompt__question="What is 0 + 1?", step=1).count() == 49
     assert Rollout.objects.filter(prompt__question="What is 1 + 1?", step=1).count() == 50
-    assert Job.objects.get(pk=result.job_id).result["rejected"] == {
+    assert result.job_summary()["rejected"] == {  # what the job page shows
         "line 50001": "field 'step': expected a non-negative integer, found str"}
 
 
@@ -276,7 +282,7 @@ def test_bad_lines_are_each_named_with_their_field(dataset, tmp_path):
         ours(6, sample_index=2**40, model=["x"]),
     ])
     with pytest.raises(IngestValidationError) as exc:
-        ingest_file(path, "jsonl", dataset=dataset)
+        ingest(path, "jsonl", dataset)
     message = str(exc.value)
     assert "10 invalid record(s); nothing was ingested" in message
     for fragment in [
@@ -297,13 +303,13 @@ def test_bad_lines_are_each_named_with_their_field(dataset, tmp_path):
         "line 11: field 'model': expected text, found list",
     ]:
         assert fragment in message, fragment
-    assert (Rollout.objects.count(), Prompt.objects.count(), Job.objects.count()) == (0, 0, 0)
+    assert (Rollout.objects.count(), Prompt.objects.count()) == (0, 0)
 
 
 def test_a_2m_character_completion_is_refused_clearly(dataset, tmp_path):
     path = write_jsonl(tmp_path / "long.jsonl", [ours(0), ours(1, completion="x" * 2_000_000)])
     with pytest.raises(IngestValidationError) as exc:
-        ingest_file(path, "jsonl", dataset=dataset)
+        ingest(path, "jsonl", dataset)
     assert "line 2: field 'completion': 2,000,000 characters; the limit is 1,000,000" in str(exc.value)
     assert Rollout.objects.count() == 0
 
@@ -319,14 +325,14 @@ def test_unreadable_files_are_refused_clearly(dataset, tmp_path, content, fmt, f
     path = tmp_path / ("file.parquet" if fmt == "trl" else "file.jsonl")
     path.write_bytes(content)
     with pytest.raises(IngestFileError) as exc:
-        ingest_file(path, fmt, dataset=dataset, partial=True)
+        ingest(path, fmt, dataset, partial=True)
     assert fragment in str(exc.value) and "nothing was ingested" in str(exc.value)
-    assert (Rollout.objects.count(), Prompt.objects.count(), Job.objects.count()) == (0, 0, 0)
+    assert (Rollout.objects.count(), Prompt.objects.count()) == (0, 0)
 
 
 def test_repeated_samples_in_a_file_are_counted_not_doubled(dataset, tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [ours(0, sample_index=0), ours(0, sample_index=0), ours(0), ours(1)])
-    result = ingest_file(path, "jsonl", dataset=dataset)
+    result = ingest(path, "jsonl", dataset)
     assert (result.landed, result.duplicates) == (3, 1)
     assert sorted(Rollout.objects.values_list("sample_index", flat=True)) == [0, 0, 1]
 
@@ -425,14 +431,16 @@ def test_the_command_ingests_and_prints_the_result(dataset, tmp_path, capsys):
     call_command("ingest_rollouts", dataset.name, str(path), "--model", "cli-model")
     out = json.loads(capsys.readouterr().out)
     assert (out["format"], out["landed"], out["rejected_count"]) == ("jsonl", 2, 0)
-    assert AuditEvent.objects.get(action="rollouts.ingest").via == "cli"
+    job = Job.objects.get(pk=out["job"])
+    assert (job.status, job.worker, job.attempts) == ("succeeded", "cli", 1)  # claimed and finished like any job
+    assert AuditEvent.objects.get(action="job.launch", target_id=str(job.pk)).via == "cli"
     assert ModelVersion.objects.filter(name="cli-model").exists()
     bad = write_jsonl(tmp_path / "bad.jsonl", [ours(2), ours(3, step=-5)])
     with pytest.raises(CommandError, match="line 2: field 'step': -5 is out of range"):
         call_command("ingest_rollouts", dataset.name, str(bad))
     call_command("ingest_rollouts", dataset.name, str(bad), "--partial")
     out = json.loads(capsys.readouterr().out)
-    assert (out["landed"], out["rejected"][0]["line"]) == (1, "line 2")
+    assert (out["landed"], list(out["rejected"])) == (1, ["line 2"])
     with pytest.raises(CommandError, match="No dataset 'missing'"):
         call_command("ingest_rollouts", "missing", str(path))
 

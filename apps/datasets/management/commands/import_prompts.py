@@ -1,12 +1,10 @@
 import json
 
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from apps.datasets.cli import dataset_named
 from apps.datasets.importing import FieldMappingForm
 from apps.jobs import launching
-from apps.jobs.runner import execute
 
 
 class Command(BaseCommand):
@@ -26,17 +24,9 @@ class Command(BaseCommand):
         dataset = dataset_named(opts["dataset"], opts["create"])
         params = {name: opts[name] for name in FieldMappingForm.base_fields}
         params |= {"dataset": dataset.pk, "path": opts["path"]}
-        try:
-            job = launching.launch("import_prompts", params, label=f"Import into {dataset.name}",
-                                   enqueue=opts["enqueue"], via="cli")
-        except ValidationError as exc:
-            raise CommandError("; ".join(f"{f}: {' '.join(m)}" for f, m in exc.message_dict.items())) from None
+        job = launching.run_here("import_prompts", params, label=f"Import into {dataset.name}", enqueue=opts["enqueue"])
         if opts["enqueue"]:
             self.stdout.write(f"job {job.pk} queued")
-            return
-        status = execute(job.pk, worker="cli")
-        job.refresh_from_db()
-        if status != "succeeded":
-            raise CommandError(f"job {job.pk} {status}: {job.error}")
-        self.stdout.write(json.dumps({"job": job.pk, **job.result}))
+        else:
+            self.stdout.write(json.dumps({"job": job.pk, **job.result}))
 

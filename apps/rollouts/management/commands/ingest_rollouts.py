@@ -1,23 +1,18 @@
 """r1studio ingest_rollouts DATASET FILE [--format jsonl|trl|verl] [--partial] [--model NAME]
 
-Ingests rollouts from another trainer here, in this process (no worker), and prints the result as
-JSON. Bad records: every error is printed with its line and field, nothing lands, and the exit code
-is 1; with --partial the good records land and the rejected ones are listed in the result.
+Ingests rollouts from another trainer as an ingest_rollouts job run in this process (no worker), and
+prints the job's result as JSON. Bad records: the errors are printed with their line and field, nothing
+lands, and the exit code is 1; with --partial the good records land and the rejected ones are listed.
 """
 
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from apps.datasets.cli import dataset_named
-from apps.rollouts.ingest import (
-    FORMATS,
-    IngestFileError,
-    IngestValidationError,
-    detect_ingest_format,
-    ingest_file,
-)
+from apps.jobs import launching
+from apps.rollouts.ingest import FORMATS
 
 
 class Command(BaseCommand):
@@ -34,13 +29,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         dataset = dataset_named(opts["dataset"], opts["create"])
-        path = Path(opts["path"])
-        if not path.exists():
-            raise CommandError(f"{path} does not exist")
-        try:
-            fmt = opts["format"] or detect_ingest_format(path)
-            result = ingest_file(path, fmt, dataset=dataset, partial=opts["partial"], model_name=opts["model"],
-                                 via="cli")
-        except (IngestFileError, IngestValidationError) as exc:
-            raise CommandError(str(exc)) from None
-        self.stdout.write(json.dumps({"format": fmt, **result.as_dict()}, ensure_ascii=False))
+        params = {"dataset": dataset.pk, "path": opts["path"], "format": opts["format"], "partial": opts["partial"],
+                  "model_name": opts["model"]}
+        label = f"Ingest {Path(opts['path']).name} into {dataset.name}"
+        job = launching.run_here("ingest_rollouts", params, label=label)
+        self.stdout.write(json.dumps({"job": job.pk, "format": job.params["format"], **job.result}, ensure_ascii=False))

@@ -1,0 +1,35 @@
+"""Rollout ingest: rollouts produced by other trainers, validated like the prompt import.
+
+Three source formats, each a mapping from the source's fields to a Rollout:
+
+- ``jsonl`` (ours): one object per line with ``prompt`` and ``completion`` and optional
+  ``reasoning``, ``rewards``, ``total_reward``, ``step``, ``group``, ``sample_index``, ``advantage``,
+  ``is_correct``, ``format_ok``, ``finish_reason``, ``reference_answer``, ``prompt_text``,
+  ``completion_tokens``, ``prompt_tokens``, ``model``, ``language_consistency``.
+- ``trl``: TRL's GRPO completion logs (``<output_dir>/completions/completions_<step>.parquet``, a file or
+  that folder), written by ``GRPOTrainer.log`` in TRL 1.16.
+- ``verl``: verl's rollout dumps (``trainer.rollout_data_dir/<step>.jsonl``, a file or that folder),
+  written by ``RayPPOTrainer._dump_generations``.
+
+Like the prompt import (apps.datasets.importing, whose readers this reuses): every record is
+validated first and errors name the line (row, for Parquet) and the field; then everything lands in
+one transaction or nothing does. With ``partial=True`` the good records land and the bad ones come
+back. The file is read twice (validate, then write) so that memory stays bounded by one write chunk,
+not by the file: a run's completions are far larger than its prompts.
+
+A retried job writes nothing twice: samples get the same (prompt, step, sample_index) on every run of
+the same file, and the rollout unique key (job, prompt, step, sample_index) skips the rows already stored.
+"""
+
+from apps.rollouts.ingest.errors import IngestFileError, IngestValidationError
+from apps.rollouts.ingest.forms import IngestOptionsForm, IngestParamsForm, IngestUploadForm, run_ingest
+from apps.rollouts.ingest.mappers import FORMATS, MAPPERS
+from apps.rollouts.ingest.questions import extract_question, render_chat, template_affixes
+from apps.rollouts.ingest.readers import count_source, detect_ingest_format, read_source, source_files
+from apps.rollouts.ingest.writer import IngestResult, ingest_file
+
+__all__ = [
+    "FORMATS", "MAPPERS", "IngestFileError", "IngestOptionsForm", "IngestParamsForm", "IngestResult",
+    "IngestUploadForm", "IngestValidationError", "count_source", "detect_ingest_format", "extract_question",
+    "ingest_file", "read_source", "render_chat", "run_ingest", "source_files", "template_affixes",
+]

@@ -1,0 +1,47 @@
+"""What an ingest asks besides the file, and the ingest_rollouts job."""
+
+from django import forms
+
+from apps.datasets.importing import ServerPathForm
+from apps.datasets.models import Dataset
+from apps.jobs.kinds import job_kind
+from apps.rollouts.ingest.readers import detect_ingest_format
+from apps.rollouts.ingest.writer import ingest_file
+
+
+class IngestOptionsForm(forms.Form):
+    """What an ingest asks besides the file; shared by the upload page and the job."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), help_text="Prompts are matched or created here")
+    format = forms.ChoiceField(
+        choices=[("", "detect from the file"), ("jsonl", "jsonl (R1 Studio)"), ("trl", "trl (completions_*.parquet)"),
+                 ("verl", "verl (rollout_data_dir JSONL)")],
+        required=False,
+    )
+    partial = forms.BooleanField(
+        required=False, help_text="Land the good records and list the rejected ones, instead of landing nothing"
+    )
+    model_name = forms.CharField(
+        max_length=200, required=False, help_text="The model that produced the rollouts (registered if new)"
+    )
+
+
+class IngestParamsForm(ServerPathForm, IngestOptionsForm):
+    """The parameters of an ingest_rollouts job."""
+
+    detect = staticmethod(detect_ingest_format)
+
+
+class IngestUploadForm(IngestOptionsForm):
+    """The browser side of an ingest: the file plus the options."""
+
+    file = forms.FileField(help_text="JSONL (ours or a verl dump) or a TRL completions_*.parquet log")
+    field_order = ("file",)
+
+
+@job_kind("ingest_rollouts", "Ingest rollouts", IngestParamsForm, own_page="rollout_ingest")
+def run_ingest(ctx) -> dict:
+    params = ctx.params
+    result = ingest_file(params["path"], params["format"], dataset=Dataset.objects.get(pk=params["dataset"]), ctx=ctx,
+                         partial=params.get("partial", False), model_name=params.get("model_name", ""))
+    return result.job_summary()

@@ -1,0 +1,70 @@
+"""Reading a source: the file itself, or the dump files of a folder, record by record; the format
+detected from the name and the first record."""
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from apps.datasets.importing import ImportFileError, content_suffix, count_records, raw_lines, read_jsonl, read_parquet
+from apps.rollouts.ingest.errors import IngestFileError
+
+
+def _step_order(path: Path):
+    """verl names its dumps by step (2.jsonl, 10.jsonl): numeric order, then the rest by name."""
+    digits = re.sub(r"\D", "", path.stem)
+    return (int(digits) if digits else math.inf, path.name)
+
+
+def source_files(path: Path, fmt: str) -> list[Path]:
+    """The file itself, or the dump files of a folder (TRL's completions/, verl's rollout_data_dir)."""
+    if not path.exists():
+        raise IngestFileError(f"{path} does not exist")
+    if not path.is_dir():
+        return [path]
+    patterns = ["*.parquet"] if fmt == "trl" else ["*.jsonl", "*.jsonl.gz"]
+    files = sorted((f for pattern in patterns for f in path.glob(pattern)), key=_step_order)
+    if not files:
+        raise IngestFileError(f"the folder {path.name} has no {' or '.join(patterns)} files")
+    return files
+
+
+def read_source(path: Path, fmt: str) -> Iterator[tuple[str, dict | str]]:
+    """(location, record or error) over the file or the folder's files; locations name the file in a folder."""
+    files = source_files(path, fmt)
+    reader = read_parquet if fmt == "trl" else read_jsonl
+    for file in files:
+        try:
+            for where, record in reader(file):
+                yield (f"{file.name} {where}" if len(files) > 1 else where), record
+        except ImportFileError as exc:
+            prefix = f"{file.name}: " if len(files) > 1 else ""
+            raise IngestFileError(f"{prefix}{exc}; nothing was ingested") from None
+
+
+def count_source(path: Path, fmt: str) -> int | None:
+    try:
+        counts = [count_records(f, "parquet" if fmt == "trl" else "jsonl") for f in source_files(path, fmt)]
+    except IngestFileError:
+        return None
+    return None if None in counts else sum(counts)
+
+
+def detect_ingest_format(path: Path) -> str:
+    """trl for Parquet (or a folder of it), verl for JSONL whose first record has input and output, else jsonl."""
+    path = Path(path)
+    if path.is_dir():
+        if any(path.glob("*.parquet")):
+            return "trl"
+        path = source_files(path, "jsonl")[0]
+    if content_suffix(path) in {".parquet", ".pq"}:
+        return "trl"
+    try:
+        for raw in raw_lines(path):
+            if raw.strip():
+                first = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+                return "verl" if isinstance(first, dict) and {"input", "output"} <= first.keys() else "jsonl"
+    except (OSError, ValueError, ImportFileError):
+        pass  # unreadable here: the jsonl reader names the problem
+    return "jsonl"
