@@ -73,6 +73,7 @@ def run_rejection_sampling(ctx) -> dict:
         output, examples, user=ctx.job.created_by, note=f"Rejection sampling, job {ctx.job.pk}",
         provenance={"job": ctx.job.pk, "model_version": params["model_version"], "source_dataset": params["dataset"],
                     "filters": filters, "keep_per_prompt": params["keep_per_prompt"], "prefer": params["prefer"]},
+        via="job",
     )
     ctx.log(f"kept {len(examples)} examples in {version}; dropped {dict(dropped)}")
     return {"kept": len(examples), "dropped": dict(dropped), "dataset_version": version.pk, "version": str(version)}

@@ -246,6 +246,6 @@ def freeze_queue(queue: ReviewQueue, user, note: str = "", via: str = "web"):
         queue.target_dataset, [by_id[pk] for pk in unique_ids], user=user, note=note,
         provenance={"queue": queue.pk, "name": queue.name, "accepted": counts[ACCEPT], "edited": counts[EDIT],
                     "rejected": counts[REJECT]},
+        via=via,
     )
-    audit.record(user, "version.freeze", version, via=via, queue=queue.pk, examples=version.example_count)
     return version

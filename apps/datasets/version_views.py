@@ -11,7 +11,6 @@ from django.db.models.functions import Left
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core import audit
 from apps.core.pagination import keyset_page
 from apps.datasets.models import Dataset, DatasetVersion, DatasetVersionExample
 from apps.datasets.versions import (
@@ -20,7 +19,6 @@ from apps.datasets.versions import (
     example_provenance_summary,
     freeze_all_examples,
     provenance_summary,
-    record_compose,
     same_content_as,
 )
 from apps.jobs import launching
@@ -171,7 +169,6 @@ def version_compose(request, name):
             form.add_error(None, str(exc))
         else:
             provenance = version.provenance
-            record_compose(request.user, version)
             messages.success(request, f"Composed {version}: {version.example_count:,} examples "
                                       f"({provenance['duplicates_dropped']:,} duplicates dropped, "
                                       f"{provenance['copied_examples']:,} copied from other datasets).")
@@ -189,8 +186,6 @@ def dataset_freeze(request, name):
         version = freeze_all_examples(dataset, user=request.user, note=note)
     except ValueError as exc:
         return _bad_request(request, str(exc))
-    audit.record(request.user, "version.freeze", version, examples=version.example_count,
-                 content_hash=version.content_hash, source="all examples")
     messages.success(request, f"Froze {version}: {version.example_count:,} examples.")
     _say_if_same_content(request, version)
     return redirect("version_detail", pk=version.pk)

@@ -33,26 +33,32 @@ ANALYZE_AFTER = 10_000  # entries: a freeze this large refreshes the planner's s
 
 
 def freeze_version(dataset: Dataset, examples: Iterable[Example] | QuerySet, user=None, note: str = "",
-                   provenance: dict | None = None) -> DatasetVersion:
+                   provenance: dict | None = None, via: str = "web") -> DatasetVersion:
     """A new version of `dataset` holding `examples` in this order; its hash is over their content hashes.
 
     `examples` may be a list of Example objects (only pk and content_hash are read) or a QuerySet of
     examples, which is streamed, so a million-example freeze never holds a million objects.
     Every example must belong to `dataset` and appear once (ValueError otherwise; nothing is written).
+    Every freeze, whoever asks (a page, the API, a queue, a job), leaves one audit event.
     """
     if isinstance(examples, QuerySet):
         rows = examples.values_list("pk", "content_hash").iterator(chunk_size=CHUNK)
     else:
         rows = ((example.pk, example.content_hash) for example in examples)
-    return _write_version(dataset, rows, user=user, note=note, provenance=provenance or {})
+    provenance = provenance or {}
+    version = _write_version(dataset, rows, user=user, note=note, provenance=provenance)
+    source = {key: provenance[key] for key in ("from", "queue", "job") if key in provenance}
+    audit.record(user, "version.freeze", version, via=via, examples=version.example_count,
+                 content_hash=version.content_hash, **source)
+    return version
 
 
-def freeze_all_examples(dataset: Dataset, user=None, note: str = "") -> DatasetVersion:
+def freeze_all_examples(dataset: Dataset, user=None, note: str = "", via: str = "web") -> DatasetVersion:
     """Every example now in `dataset`, ordered by id."""
     if not dataset.examples.exists():
         raise ValueError(f"Dataset {dataset.name!r} has no examples; there is nothing to freeze")
     return freeze_version(dataset, dataset.examples.order_by("pk"), user=user, note=note,
-                          provenance={"from": "all examples"})
+                          provenance={"from": "all examples"}, via=via)
 
 
 def _write_version(dataset: Dataset, rows: Iterable[tuple[int, str]], *, user, note: str,
@@ -108,7 +114,7 @@ def same_content_as(version: DatasetVersion) -> DatasetVersion | None:
 
 
 def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], seed: int = 0, user=None,
-                    note: str = "") -> DatasetVersion:
+                    note: str = "", via: str = "web") -> DatasetVersion:
     """A new version of `dataset` mixing `count` examples sampled from each source version.
 
     Sampling is without replacement and deterministic for `seed`; so is the mixed order. Examples
@@ -155,8 +161,12 @@ def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], s
     with transaction.atomic():
         copied = _copy_into(dataset, ids, hashes, foreign, user)
         provenance["copied_examples"] = copied
-        return _write_version(dataset, _pairs(ids, hashes), user=user, note=note, provenance=provenance,
-                              check_dataset=False)
+        version = _write_version(dataset, _pairs(ids, hashes), user=user, note=note, provenance=provenance,
+                                 check_dataset=False)
+        audit.record(user, "version.compose", version, via=via, sources=provenance["composed_from"], seed=seed,
+                     examples=version.example_count, duplicates_dropped=provenance["duplicates_dropped"],
+                     copied_examples=copied)
+    return version
 
 
 def _pairs(ids: np.ndarray, hashes: np.ndarray) -> Iterator[tuple[int, bytes]]:
@@ -194,26 +204,18 @@ class ComposeParamsForm(forms.Form):
 
 @job_kind("compose_version", "Compose a dataset version", ComposeParamsForm, own_page="dataset_list")
 def run_compose(ctx) -> dict:
-    """The `compose_version` job: compose_version with the job's parameters, and its audit event."""
+    """The `compose_version` job: compose_version with the job's parameters."""
     params = ctx.params
     user = ctx.job.created_by
     dataset, _ = Dataset.objects.get_or_create(name=params["dataset"], defaults={"created_by": user})
     versions = DatasetVersion.objects.select_related("dataset").in_bulk([pk for pk, _ in params["parts"]])
     parts = [(versions[pk], count) for pk, count in params["parts"]]
     ctx.log(f"composing {sum(c for _, c in parts)} examples from {len(parts)} versions into {dataset.name}")
-    version = compose_version(dataset, parts, seed=params["seed"], user=user, note=params.get("note", ""))
-    record_compose(user, version, via="job")
+    version = compose_version(dataset, parts, seed=params["seed"], user=user, note=params.get("note", ""), via="job")
     ctx.log(f"froze {version}: {version.example_count} examples")
     return {"dataset_version": version.pk, "version": str(version), "examples": version.example_count,
             "duplicates_dropped": version.provenance["duplicates_dropped"],
             "copied_examples": version.provenance["copied_examples"]}
-
-
-def record_compose(user, version: DatasetVersion, via: str = "web") -> None:
-    provenance = version.provenance
-    audit.record(user, "version.compose", version, via=via, sources=provenance["composed_from"],
-                 seed=provenance["seed"], examples=version.example_count,
-                 duplicates_dropped=provenance["duplicates_dropped"], copied_examples=provenance["copied_examples"])
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

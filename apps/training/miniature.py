@@ -158,7 +158,7 @@ def _datasets(config: MiniatureConfig):
                 example.content_hash = Example.hash_for(example.messages)
             Example.objects.bulk_create(examples, ignore_conflicts=True)
             version = freeze_version(format_set, list(format_set.examples.order_by("id")),
-                                     note="Worked one- to three-step arithmetic answers")
+                                     note="Worked one- to three-step arithmetic answers", via="cli")
     return version, train, heldout
 
 

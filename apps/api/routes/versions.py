@@ -9,7 +9,6 @@ from apps.api.paging import page
 from apps.api.responses import READ_ONE, WRITE
 from apps.api.routes.datasets import dataset_by_name
 from apps.api.schemas import ComposeIn, DiffOut, ExportQuery, FreezeIn, PageQuery, Slug, VersionOut, VersionPage
-from apps.core import audit
 from apps.datasets.export import export_response
 from apps.datasets.models import DatasetVersion
 from apps.datasets.versions import compose_version, diff_versions, freeze_all_examples, freeze_version
@@ -49,17 +48,14 @@ def freeze(request, name: Slug, payload: FreezeIn):
         raise ValidationError({"example_ids": "Send either example_ids or all_examples: true (exactly one)"})
     try:
         if payload.all_examples:
-            version = freeze_all_examples(dataset, user=request.user, note=payload.note)
+            version = freeze_all_examples(dataset, user=request.user, note=payload.note, via="api")
         else:
             examples = examples_to_freeze(dataset, payload.example_ids)
             version = freeze_version(dataset, examples, user=request.user, note=payload.note,
-                                     provenance={"from": "selected examples"})
+                                     provenance={"from": "selected examples"}, via="api")
     except ValueError as exc:
         field = "all_examples" if payload.all_examples else "example_ids"
         raise ValidationError({field: str(exc)}) from None
-    audit.record(request.user, "version.freeze", version, via="api", examples=version.example_count,
-                 content_hash=version.content_hash,
-                 source="all examples" if payload.all_examples else "selected examples")
     return Status(201, version_by_id(version.pk))
 
 
@@ -77,13 +73,9 @@ def compose(request, name: Slug, payload: ComposeIn):
         raise ValidationError({"parts": f"No version with id {', '.join(map(str, missing))}"})
     parts = [(sources[part.version], part.count) for part in payload.parts]
     try:
-        version = compose_version(dataset, parts, seed=payload.seed, user=request.user, note=payload.note)
+        version = compose_version(dataset, parts, seed=payload.seed, user=request.user, note=payload.note, via="api")
     except ValueError as exc:
         raise ValidationError({"parts": str(exc)}) from None
-    provenance = version.provenance
-    audit.record(request.user, "version.compose", version, via="api", sources=provenance["composed_from"],
-                 seed=provenance["seed"], examples=version.example_count,
-                 duplicates_dropped=provenance["duplicates_dropped"], copied_examples=provenance["copied_examples"])
     return Status(201, version_by_id(version.pk))
 
 
