@@ -8,9 +8,11 @@ from pydantic import AfterValidator, StringConstraints, field_validator
 
 from apps.curation.models import Annotation
 from apps.curation.review import MAX_TAG_CHARS, MAX_TAGS
+from apps.datasets.export import FORMATS as EXPORT_FORMATS
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
 from apps.rollouts.browse import SORTS
+from apps.rollouts.ingest import FORMATS as INGEST_FORMATS
 from apps.rollouts.models import Rollout
 
 # Postgres text cannot hold NUL, so such input is refused up front with the field named, never sent to the database.
@@ -160,7 +162,7 @@ class DiffOut(Schema):
 
 
 class ExportQuery(Schema):
-    format: Literal["messages", "raw", "parquet"] = Field("messages", description="messages | raw | parquet")
+    format: Literal[tuple(EXPORT_FORMATS)] = Field("messages", description=" | ".join(EXPORT_FORMATS))
 
 
 # ----- prompts
@@ -272,7 +274,7 @@ class RolloutPage(Schema):
 
 class IngestForm(Schema):
     dataset: Slug = Field(description="The dataset whose prompts the rollouts answer (matched or created there)")
-    format: Literal["", "jsonl", "trl", "verl"] = Field("", description="Empty: detect from the file")
+    format: Literal[("", *INGEST_FORMATS)] = Field("", description="Empty: detect from the file")
     partial: bool = Field(False, description="Land the good records and return the rejected ones")
     model_name: Text = Field("", max_length=200, description="The model that produced them (registered if new)")
 

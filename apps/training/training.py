@@ -33,7 +33,7 @@ from apps.rollouts.rows import rollout_row
 from apps.training.forms import CPU_PRESETS, GRPOParamsForm, SFTParamsForm, sft_steps, training_processes
 from apps.training.models import StepMetric
 from workers.generation.templates import render
-from workers.training.events import EventReader, archive_events
+from workers.training.events import Event, EventReader, RolloutRow, archive_events
 from workers.training.formats import sft_row
 from workers.training.spec import GRPOSpec, LoraSpec, SFTSpec, TrainSpec
 from workers.training.train import latest_checkpoint
@@ -286,7 +286,7 @@ class EventSink:
         self.checkpoints = 0
         self.input_model = ModelVersion.objects.get(pk=self.params["model_version"])
 
-    def apply(self, events: list[dict]) -> None:
+    def apply(self, events: list[Event]) -> None:
         metrics: dict[int, dict] = {}
         rollouts: list[dict] = []
         for event in events:
@@ -321,7 +321,7 @@ class EventSink:
         latest = metrics[max(metrics)]
         self.ctx.report(latest_metrics={k: round(v, 4) for k, v in latest.items()})
 
-    def _rollout(self, step: int, row: dict) -> dict:
+    def _rollout(self, step: int, row: RolloutRow) -> dict:
         return rollout_row(
             job_id=self.job.pk, prompt_id=row["prompt_id"], completion=row["completion"], scored=row["scored"],
             model_version_id=self.input_model.pk, step=step, group=row["group"], sample_index=row["sample_index"],

@@ -12,8 +12,51 @@ access.
 import json
 import os
 from pathlib import Path
+from typing import Literal, TypedDict
 
 EVENT_FILE_GLOB = "events.*.jsonl"
+
+
+# The events, one JSON object per line with its "type".
+class MetricsEvent(TypedDict):
+    type: Literal["metrics"]
+    step: int
+    max_steps: int
+    metrics: dict[str, float]  # TRL's logs of the step: loss, reward, kl, entropy, step_time, ...
+
+
+class SummaryEvent(TypedDict):
+    type: Literal["summary"]
+    step: int
+    metrics: dict[str, float]  # the end-of-training figures: train_runtime, train_loss, ...
+
+
+class RolloutRow(TypedDict):
+    prompt_id: int
+    group: int
+    sample_index: int
+    prompt_text: str
+    completion: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    advantage: float
+    scored: dict  # the recipe's score: {"total", "components"[, "error"]}
+
+
+class RolloutsEvent(TypedDict):
+    type: Literal["rollouts"]
+    step: int
+    rows: list[RolloutRow]  # this process's share of the step's completions
+
+
+class CheckpointEvent(TypedDict):
+    type: Literal["checkpoint"]
+    step: int
+    path: str  # written only once the checkpoint is whole on disk
+
+
+Event = MetricsEvent | SummaryEvent | RolloutsEvent | CheckpointEvent
 
 
 def event_file(run_dir: Path, rank: int) -> Path:
@@ -26,7 +69,7 @@ class EventWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def write(self, kind: str, **fields) -> None:
+    def write(self, kind: Literal["metrics", "summary", "rollouts", "checkpoint"], **fields) -> None:
         # One write of one whole line, then flush: a reader never sees half an event unless
         # the process dies mid-write, and a reader skips a last line without its newline.
         self._file.write(json.dumps({"type": kind, **fields}, ensure_ascii=False, allow_nan=False, default=str) + "\n")
@@ -43,7 +86,7 @@ class EventReader:
         self.run_dir = Path(run_dir)
         self.offsets: dict[Path, int] = {}
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[Event]:
         events = []
         for path in sorted(self.run_dir.glob(EVENT_FILE_GLOB)):
             with open(path, "rb") as f:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from workers.training.events import EventWriter, event_file
+from workers.training.events import EventWriter, RolloutRow, event_file
 from workers.training.spec import TrainSpec
 
 CHECKPOINT_MARKER = "r1studio-checkpoint.json"  # written only once a checkpoint is whole
@@ -170,7 +170,7 @@ def _eos_token_ids(model_path: str, tokenizer) -> list[int]:
     return list(eos) if isinstance(eos, (list, tuple)) else [eos]
 
 
-def rollout_rows(trainer, inputs: list[dict], output: dict, rewards) -> list[dict]:
+def rollout_rows(trainer, inputs: list[dict], output: dict, rewards) -> list[RolloutRow]:
     """One row per completion of this process's share of the batch."""
     group_size = trainer.num_generations
     offset = trainer.accelerator.process_index * len(inputs)  # the batch is split across processes in order

@@ -5,6 +5,7 @@ from django import forms
 from apps.datasets.importing import ServerPathForm
 from apps.datasets.models import Dataset
 from apps.jobs.kinds import job_kind
+from apps.rollouts.ingest.mappers import FORMATS
 from apps.rollouts.ingest.readers import detect_ingest_format
 from apps.rollouts.ingest.writer import ingest_file
 
@@ -13,11 +14,7 @@ class IngestOptionsForm(forms.Form):
     """What an ingest asks besides the file; shared by the upload page and the job."""
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), help_text="Prompts are matched or created here")
-    format = forms.ChoiceField(
-        choices=[("", "detect from the file"), ("jsonl", "jsonl (R1 Studio)"), ("trl", "trl (completions_*.parquet)"),
-                 ("verl", "verl (rollout_data_dir JSONL)")],
-        required=False,
-    )
+    format = forms.ChoiceField(choices=[("", "detect from the file"), *FORMATS.items()], required=False)
     partial = forms.BooleanField(
         required=False, help_text="Land the good records and list the rejected ones, instead of landing nothing"
     )

@@ -11,7 +11,8 @@ from apps.datasets.validation import RecordFields, type_name
 from apps.rollouts.ingest.questions import extract_question, message_text, render_chat
 from apps.rollouts.models import Rollout
 
-FORMATS = ["jsonl", "trl", "verl"]
+# The ingest formats and how forms name them; the API's schema, the command line and the forms use this.
+FORMATS = {"jsonl": "jsonl (R1 Studio)", "trl": "trl (completions_*.parquet)", "verl": "verl (rollout_data_dir JSONL)"}
 MAX_COMPLETION_CHARS = 1_000_000
 FINISH_REASONS = [choice for choice, _ in Rollout.FinishReason.choices]
 # A reward component named like these decides is_correct / format_ok when the record does not say.
