@@ -53,7 +53,33 @@ ACCURACY = [
     ("\\text{B}", "C", False),  # the wrong choice
     ("\\frac{1}{3}", "0.5", False),
     ("0.333", "\\frac{1}{3}", False),  # rounding is not equality
+    # Closed forms that math-verify leaves symbolic: equal once i, e and pi mean what they mean.
+    ("e^{i\\pi}", "-1", True),
+    ("e^{i\\pi}+1", "0", True),
+    ("i^4", "1", True),
+    ("\\sqrt{-1}", "i", True),  # "i" is the imaginary unit here, not choice I
+    ("2.718281828459045", "e", True),  # and "e" is Euler's number, not choice E
+    ("i^4", "2", False),
+    ("e^{i x}", "-1", False),  # a free symbol: not evaluated
+    ("2.7", "e", False),
 ]
+
+CHOICES = [
+    # (the answer as a model writes it, correct against reference "B"?)
+    ("B", True), ("(B)", True), ("B)", True), ("B.", True), ("B: 42", True), ("(B) 42", True),
+    ("\\text{(B)}", True), ("\\text{B}", True), ("\\textbf{B}", True), ("\\mathrm{B}", True), ("**B**", True),
+    ("$B$", True), ("the answer is B", True), ("The answer is (b)", True), ("Option B", True),
+    ("C", False), ("(C)", False), ("\\text{(C)}", False),
+    ("b", False),  # a lone lower-case letter is a variable, not a choice
+    ("Because it is", False),  # a word that starts with the letter
+]
+
+
+@pytest.mark.parametrize("answer, correct", CHOICES)
+def test_multiple_choice_letters_in_any_common_wrapping(answer, correct):
+    reward = math_accuracy(Sample(f"<think>work</think> <answer>{answer}</answer>", reference="B"))
+    assert reward.value == (1.0 if correct else 0.0), reward.details
+    assert (reward.details["parsed_answer"] == "B") is correct
 
 
 @pytest.mark.parametrize("answer, reference, correct", ACCURACY)

@@ -17,7 +17,15 @@ MAX_NESTED_POWERS = 3  # a^{b^{c^{d}}} and deeper: sympy may try to evaluate a p
 CHOICE_LETTERS = "ABCDEFGHIJ"
 
 _DIGIT_RUN = re.compile(rf"\d{{{MAX_DIGIT_RUN + 1},}}")
-_CHOICE = re.compile(r"^\(?\s*(?:\\text\{\s*)?([A-J])\s*\}?\s*\)?\s*[.:]?$")
+# A choice letter as graders meet it: "B", "(B)", "B)", "B.", "B: 42", "(B) 42", once wrappers such as
+# \text{}, **bold** and $...$ are gone, or after "the answer is" / "option". A letter that starts a word
+# ("A car ...") is not a choice.
+_CHOICE_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed)\{([^{}]*)\}|\*\*(.*?)\*\*|\$([^$]*)\$")
+_CHOICE = re.compile(
+    r"^(?:(?:the\s+)?(?:final\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*)?"
+    r"(?:\(([A-J])\)|([A-J])(?=$|[.:)\s]*$|[.:)]))",
+    re.IGNORECASE,
+)
 
 
 def math_accuracy(sample: Sample, *, fallbacks=DEFAULT_FALLBACKS, timeout_s: int = 5) -> Reward:
@@ -29,7 +37,7 @@ def math_accuracy(sample: Sample, *, fallbacks=DEFAULT_FALLBACKS, timeout_s: int
     reference = reference_answer(sample.reference)
     if not reference:
         return Reward.zero("the prompt has no reference answer", **details)
-    if reference.upper() in CHOICE_LETTERS and len(reference) == 1:
+    if len(reference) == 1 and reference in CHOICE_LETTERS:  # "e" and "i" are constants, not choices
         chosen = _choice_letter(extraction.text)
         correct = chosen == reference.upper()
         details["parsed_answer"] = chosen
@@ -133,8 +141,15 @@ def _power_depth(text: str) -> int:
 
 
 def _choice_letter(answer: str) -> str | None:
-    match = _CHOICE.match(answer.strip())
-    return match.group(1) if match else None
+    text = answer.strip()
+    while (unwrapped := _CHOICE_WRAPPER.sub(lambda m: next(g for g in m.groups() if g is not None), text)) != text:
+        text = unwrapped.strip()
+    match = _CHOICE.match(text)
+    if not match:
+        return None
+    letter = match.group(1) or match.group(2)
+    said = text.lower().startswith(("the", "answer", "option", "choice"))  # "the answer is (c)": a choice
+    return letter.upper() if letter.isupper() or said else None
 
 
 def _parse(text: str, timeout_s: int):
@@ -162,7 +177,32 @@ def _verify(reference: str, answer: str, details: dict, timeout_s: int) -> Rewar
         correct = verify(gold, pred, timeout_seconds=timeout_s)
     except Exception as exc:
         return Reward.zero(f"could not compare: {type(exc).__name__}", **details)
+    if not correct and same_value(gold, pred):
+        correct, details["checked_by"] = True, "numeric value"
     return Reward(1.0, details) if correct else Reward.zero("the answer does not match the reference", **details)
+
+
+def same_value(gold: list, pred: list, tolerance: float = 1e-9) -> bool:
+    """Whether two parsed answers evaluate to the same number once the constants a model writes as
+    letters mean what they mean (i, e, pi): e^{i\\pi} is -1 and i^4 is 1, which math-verify leaves
+    symbolic. Closed forms only: an answer with any other free symbol is not evaluated."""
+    import sympy
+
+    constants = {"i": sympy.I, "e": sympy.E, "pi": sympy.pi}  # by name: the parser's symbols carry assumptions
+    values = []
+    for parsed in (gold, pred):
+        expr = next((p for p in parsed if isinstance(p, sympy.Expr)), None)
+        if expr is None:
+            return False
+        expr = expr.subs({s: constants[s.name] for s in expr.free_symbols if s.name in constants})
+        if expr.free_symbols:
+            return False
+        try:
+            values.append(complex(sympy.N(expr, 30)))
+        except (TypeError, ValueError):
+            return False
+    a, b = values
+    return abs(a - b) <= tolerance * max(1.0, abs(a))
 
 
 def _shown(parsed) -> str | None:
