@@ -277,6 +277,9 @@ class IngestForm(Schema):
     format: Literal[("", *INGEST_FORMATS)] = Field("", description="Empty: detect from the file")
     partial: bool = Field(False, description="Land the good records and return the rejected ones")
     model_name: Text = Field("", max_length=200, description="The model that produced them (registered if new)")
+    instruction: Text = Field("", max_length=2000, description="Text appended to each question by your data "
+                              "preparation, removed before matching (verl's GSM8K and MATH instructions always are)")
+    correct_score: float = Field(1.0, description="verl without an 'acc': a score of at least this counts as right")
 
 
 class IngestRefusedOut(ErrorOut):

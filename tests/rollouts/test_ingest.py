@@ -187,6 +187,38 @@ def test_a_verl_dump_folder_maps_its_fields(dataset, tmp_path):
     assert sorted(Rollout.objects.filter(prompt=apples).values_list("step", flat=True)) == [1, 1, 2, 10]
 
 
+GSM8K_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
+
+
+def verl_gsm8k_record(question, output, score, step=1):
+    """As verl's stock GSM8K setup dumps a sample: its data preparation appended the instruction to the
+    question, and verl.utils.reward_score.gsm8k returned a float (1.0 right, 0.0 wrong) with no extra info."""
+    return {"input": f"user\n{question} {GSM8K_INSTRUCTION}\nassistant\n", "output": output, "gts": "72",
+            "score": score, "step": step}
+
+
+def test_verl_gsm8k_rollouts_find_their_prompts_and_are_right_by_score(dataset, tmp_path):
+    stored = add_prompt(dataset, "Natalia sold clips to 48 of her friends in April, and then she sold half as many "
+                                 "clips in May. How many clips did Natalia sell altogether in April and May?", "72")
+    path = write_jsonl(tmp_path / "1.jsonl", [verl_gsm8k_record(stored.question, "48 + 24 = 72\n#### 72", 1.0),
+                                               verl_gsm8k_record(stored.question, "#### 96", 0.0)])
+    result = ingest(path, "verl", dataset)
+    assert (result.landed, result.prompts_created) == (2, 0)  # matched, not a new prompt with the instruction in it
+    right, wrong = Rollout.objects.filter(prompt=stored).order_by("sample_index")
+    assert (right.is_correct, right.total_reward, wrong.is_correct, wrong.total_reward) == (True, 1.0, False, 0.0)
+
+
+def test_verl_correctness_rule_and_instruction_are_the_users_to_set(dataset, tmp_path):
+    """A scorer of its own (0.5 for a right answer) and a data preparation of its own."""
+    stored = add_prompt(dataset, "What is 36 * 2?", "72")
+    records = [{"input": f"user\n{stored.question}\nAnswer with a number.\nassistant\n", "output": "72", "gts": "72",
+                "score": score, "step": 3} for score in (0.5, 0.1)]
+    path = write_jsonl(tmp_path / "3.jsonl", records)
+    ingest(path, "verl", dataset, instruction="Answer with a number.", correct_score=0.5)
+    assert list(Rollout.objects.filter(prompt=stored).order_by("sample_index").values_list("is_correct", flat=True)) \
+        == [True, False]
+
+
 def test_a_verl_line_with_bad_fields_names_them(dataset, tmp_path):
     path = write_jsonl(tmp_path / "3.jsonl", [{"input": "user\nQ\nassistant\n", "output": 5, "step": -1}])
     with pytest.raises(IngestValidationError) as exc:

@@ -31,8 +31,7 @@ def ingest(request, file: File[UploadedFile], options: Form[IngestForm]):
         raise ApiError(422, [{"loc": ["form", "dataset"], "msg": f"No dataset named {options.dataset!r}",
                               "type": "value_error"}])
     path = save_upload(file)
-    params = {"path": str(path), "dataset": dataset.pk, "format": options.format, "partial": options.partial,
-              "model_name": options.model_name}
+    params = {"path": str(path), "dataset": dataset.pk, **options.dict(exclude={"dataset"})}
     try:
         job = launching.launch("ingest_rollouts", params, user=request.user, via="api",
                                label=f"Ingest {file.name} into {dataset.name}")

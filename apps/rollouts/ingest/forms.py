@@ -5,7 +5,7 @@ from django import forms
 from apps.datasets.importing import ServerPathForm
 from apps.datasets.models import Dataset
 from apps.jobs.kinds import job_kind
-from apps.rollouts.ingest.mappers import FORMATS
+from apps.rollouts.ingest.mappers import FORMATS, VERL_CORRECT_SCORE
 from apps.rollouts.ingest.readers import detect_ingest_format
 from apps.rollouts.ingest.writer import ingest_file
 
@@ -20,6 +20,16 @@ class IngestOptionsForm(forms.Form):
     )
     model_name = forms.CharField(
         max_length=200, required=False, help_text="The model that produced the rollouts (registered if new)"
+    )
+    instruction = forms.CharField(
+        max_length=2000, required=False, strip=False,
+        help_text="Text your data preparation appended to each question, removed before matching prompts "
+                  "(verl's GSM8K and MATH instructions are removed without asking)",
+    )
+    correct_score = forms.FloatField(
+        initial=VERL_CORRECT_SCORE, label="Correct from score",
+        help_text="verl without an 'acc': a score of at least this counts as right (verl's GSM8K scorer gives 1.0 "
+                  "for right, 0.0 for wrong)",
     )
 
 
@@ -40,5 +50,7 @@ class IngestUploadForm(IngestOptionsForm):
 def run_ingest(ctx) -> dict:
     params = ctx.params
     result = ingest_file(params["path"], params["format"], dataset=Dataset.objects.get(pk=params["dataset"]), ctx=ctx,
-                         partial=params.get("partial", False), model_name=params.get("model_name", ""))
+                         partial=params.get("partial", False), model_name=params.get("model_name", ""),
+                         instruction=params.get("instruction", ""),
+                         correct_score=params.get("correct_score", VERL_CORRECT_SCORE))
     return result.job_summary()

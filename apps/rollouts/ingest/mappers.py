@@ -5,6 +5,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from apps.datasets.importing import MAX_QUESTION_CHARS
 from apps.datasets.validation import RecordFields, type_name
@@ -18,6 +19,33 @@ FINISH_REASONS = [choice for choice, _ in Rollout.FinishReason.choices]
 # A reward component named like these decides is_correct / format_ok when the record does not say.
 ACCURACY_NAME = re.compile(r"acc|correct", re.IGNORECASE)
 FORMAT_NAME = re.compile(r"format", re.IGNORECASE)
+
+
+# The instruction verl's own data preparation appends to each question (examples/data_preprocess/gsm8k.py
+# and math_dataset.py: the question, a space, then this): removed so rollouts find the prompts stored.
+VERL_INSTRUCTIONS = (
+    "Let's think step by step and output the final answer after \"####\".",
+    "Let's think step by step and output the final answer within \\boxed{}.",
+)
+# verl's stock GSM8K scorer gives 1.0 for a right answer and its format_score (0.0) otherwise: a float
+# score of at least this means right, where the reward function logs no "acc" of its own.
+VERL_CORRECT_SCORE = 1.0
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How records of a source are read: the templates whose affixes surround a question, instructions
+    appended to questions, and the score from which a verl sample without "acc" counts as right."""
+
+    affixes: tuple[tuple[str, str], ...] = ()
+    instructions: tuple[str, ...] = VERL_INSTRUCTIONS
+    correct_score: float = VERL_CORRECT_SCORE
+
+    def question(self, text: str) -> str:
+        for instruction in self.instructions:
+            if instruction and text.endswith(instruction) and text != instruction:
+                return text[: -len(instruction)].rstrip()
+        return text
 
 
 class SampleFields(RecordFields):
@@ -124,9 +152,9 @@ OURS_FIELDS = {
 }
 
 
-def map_ours(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str]]:
+def map_ours(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | None, list[str]]:
     f = SampleFields(record)
-    question, rendered = f.prompt("prompt", affixes, extract=False)  # our prompt is the question itself
+    question, rendered = f.prompt("prompt", how.affixes, extract=False)  # our prompt is the question itself
     rewards = f.rewards("rewards")
     total = f.number("total_reward")
     is_correct, format_ok = f.boolean("is_correct"), f.boolean("format_ok")
@@ -178,9 +206,9 @@ NOT_LOGGED = {"group": None, "sample_index": None, "finish_reason": Rollout.Fini
               "completion_tokens": None, "prompt_tokens": None, "model": "", "language_consistency": None}
 
 
-def map_trl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str]]:
+def map_trl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | None, list[str]]:
     f = SampleFields(record)
-    question, rendered = f.prompt("prompt", affixes)
+    question, rendered = f.prompt("prompt", how.affixes)
     completion, reasoning = _trl_completion(f, record.get("completion"))
     rewards = {}
     for column, value in record.items():
@@ -223,9 +251,10 @@ def map_trl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str]
 VERL_COLUMNS = {"input", "output", "gts", "score", "step"}
 
 
-def map_verl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str]]:
+def map_verl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | None, list[str]]:
     f = SampleFields(record)
-    question, rendered = f.prompt("input", affixes)
+    question, rendered = f.prompt("input", how.affixes)
+    question = how.question(question)
     score = f.number("score")
     if record.get("score") is None:
         f.error("score", "missing")
@@ -259,12 +288,21 @@ def map_verl(record: dict, affixes, ignored: set) -> tuple[dict | None, list[str
         "total_reward": score,
         "step": f.integer("step", 0),
         "advantage": None,
-        "is_correct": acc if isinstance(acc, bool) else _flag_from_rewards(
-            {k: v for k, v in rewards.items() if k != "score"}, ACCURACY_NAME),
+        "is_correct": _verl_correct(acc, rewards, score, how),
         "format_ok": _flag_from_rewards(rewards, FORMAT_NAME),
         **NOT_LOGGED,
     }
     return (None, f.errors) if f.errors else (sample, [])
+
+
+def _verl_correct(acc, rewards: dict, score: float | None, how: SourceOptions) -> bool | None:
+    """The reward function's own verdict where it logs one (math_dapo's "acc"), else what the score means."""
+    if isinstance(acc, bool):
+        return acc
+    logged = _flag_from_rewards({k: v for k, v in rewards.items() if k != "score"}, ACCURACY_NAME)
+    if logged is not None:
+        return logged
+    return None if score is None else score >= how.correct_score
 
 
 MAPPERS: dict[str, Callable] = {"jsonl": map_ours, "trl": map_trl, "verl": map_verl}

@@ -12,7 +12,7 @@ from apps.core.bulk import bulk_insert
 from apps.datasets.importing import CANCEL_CHECK_EVERY, MAX_ERRORS_SHOWN
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.rollouts.ingest.errors import IngestFileError, IngestValidationError
-from apps.rollouts.ingest.mappers import FORMATS, MAPPERS
+from apps.rollouts.ingest.mappers import FORMATS, MAPPERS, VERL_CORRECT_SCORE, VERL_INSTRUCTIONS, SourceOptions
 from apps.rollouts.ingest.questions import template_affixes
 from apps.rollouts.ingest.readers import count_source, read_source
 from apps.rollouts.models import Rollout
@@ -143,7 +143,8 @@ def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dic
                        **{name: sample[name] for name in ROW_FIELDS})
 
 
-def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False, model_name: str = "") -> IngestResult:
+def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False, model_name: str = "",
+                instruction: str = "", correct_score: float = VERL_CORRECT_SCORE) -> IngestResult:
     """Validate every record of `path` (format `fmt`), then write its rollouts under `ctx.job`, all or nothing.
 
     The body of the ingest_rollouts job, whoever launched it (the upload page, the API, the command line):
@@ -153,7 +154,9 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
     path, job = Path(path), ctx.job
     if fmt not in MAPPERS:
         raise IngestFileError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    mapper, affixes = MAPPERS[fmt], template_affixes()
+    mapper = MAPPERS[fmt]
+    how = SourceOptions(affixes=tuple(template_affixes()), instructions=(*VERL_INSTRUCTIONS, instruction.strip()),
+                        correct_score=correct_score)
     counted = count_source(path, fmt)
     total = 2 * counted if counted is not None else None  # two passes: validate, then write
     ctx.progress(0, total)
@@ -168,7 +171,7 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
         if isinstance(record, str):  # a line the reader could not parse
             sample, problems = None, [record]
         else:
-            sample, problems = mapper(record, affixes, ignored)
+            sample, problems = mapper(record, how, ignored)
         if problems:
             result.rejected_count += 1
             if len(result.rejected) < MAX_REJECTED_KEPT:
@@ -198,7 +201,7 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
         sequencer, rows, chars, stored = _Sequencer(), [], 0, 0
         for number, (_, record) in enumerate(read_source(path, fmt), start=1):
             if not isinstance(record, str):
-                sample, problems = mapper(record, affixes, set())
+                sample, problems = mapper(record, how, set())
                 if not problems:
                     prompt_id = prompt_ids[keys.key(sample)]
                     if sequencer.place(prompt_id, sample):
