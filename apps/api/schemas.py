@@ -280,6 +280,7 @@ class IngestForm(Schema):
     instruction: Text = Field("", max_length=2000, description="Text appended to each question by your data "
                               "preparation, removed before matching (verl's GSM8K and MATH instructions always are)")
     correct_score: float = Field(1.0, description="verl without an 'acc': a score of at least this counts as right")
+    force: bool = Field(False, description="Land the source again even if an earlier ingest into the dataset did")
 
 
 class IngestRefusedOut(ErrorOut):

@@ -362,6 +362,23 @@ def test_unreadable_files_are_refused_clearly(dataset, tmp_path, content, fmt, f
     assert (Rollout.objects.count(), Prompt.objects.count()) == (0, 0)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_same_source_ingested_again_lands_nothing_and_says_so(dataset, tmp_path, capsys):
+    path = write_jsonl(tmp_path / "run.jsonl", [ours(i) for i in range(3)])
+    call_command("ingest_rollouts", dataset.name, str(path))
+    first = json.loads(capsys.readouterr().out)
+    renamed = tmp_path / "same-run-renamed.jsonl"
+    renamed.write_bytes(path.read_bytes())
+    call_command("ingest_rollouts", dataset.name, str(renamed))
+    again = json.loads(capsys.readouterr().out)
+    assert (first["landed"], again["landed"], again["already_ingested_by"]) == (3, 0, first["job"])
+    assert Rollout.objects.count() == 3
+    assert "already landed this source" in Job.objects.get(pk=again["job"]).log
+    call_command("ingest_rollouts", dataset.name, str(renamed), "--force")
+    forced = json.loads(capsys.readouterr().out)
+    assert (forced["landed"], forced["already_ingested_by"]) == (3, None) and Rollout.objects.count() == 6
+
+
 def test_repeated_samples_in_a_file_are_counted_not_doubled(dataset, tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [ours(0, sample_index=0), ours(0, sample_index=0), ours(0), ours(1)])
     result = ingest(path, "jsonl", dataset)

@@ -26,11 +26,19 @@ class IngestOptionsForm(forms.Form):
         help_text="Text your data preparation appended to each question, removed before matching prompts "
                   "(verl's GSM8K and MATH instructions are removed without asking)",
     )
+    force = forms.BooleanField(
+        required=False, help_text="Land the source again even if an earlier ingest into this dataset landed it",
+    )
     correct_score = forms.FloatField(
-        initial=VERL_CORRECT_SCORE, label="Correct from score",
+        initial=VERL_CORRECT_SCORE, required=False, label="Correct from score",
         help_text="verl without an 'acc': a score of at least this counts as right (verl's GSM8K scorer gives 1.0 "
                   "for right, 0.0 for wrong)",
     )
+
+    def clean_correct_score(self):
+        """Left empty on the page: verl's meaning, written into the job's parameters so the rule is on record."""
+        score = self.cleaned_data.get("correct_score")
+        return VERL_CORRECT_SCORE if score is None else score
 
 
 class IngestParamsForm(ServerPathForm, IngestOptionsForm):
@@ -52,5 +60,6 @@ def run_ingest(ctx) -> dict:
     result = ingest_file(params["path"], params["format"], dataset=Dataset.objects.get(pk=params["dataset"]), ctx=ctx,
                          partial=params.get("partial", False), model_name=params.get("model_name", ""),
                          instruction=params.get("instruction", ""),
-                         correct_score=params.get("correct_score", VERL_CORRECT_SCORE))
+                         correct_score=params.get("correct_score", VERL_CORRECT_SCORE),
+                         force=params.get("force", False))
     return result.job_summary()

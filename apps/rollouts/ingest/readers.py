@@ -1,6 +1,7 @@
 """Reading a source: the file itself, or the dump files of a folder, record by record; the format
 detected from the name and the first record."""
 
+import hashlib
 import json
 import math
 import re
@@ -68,3 +69,15 @@ def detect_ingest_format(path: Path) -> str:
     except (OSError, ValueError, ImportFileError):
         pass  # unreadable here: the jsonl reader names the problem
     return "jsonl"
+
+
+def source_digest(path: Path, fmt: str) -> str:
+    """sha256 of the source's bytes (a folder's files by name and content): the same run's logs, ingested
+    again, are recognised whatever the file is called now."""
+    digest = hashlib.sha256()
+    for file in source_files(Path(path), fmt):
+        digest.update(f"{file.name if Path(path).is_dir() else ''}\0".encode())
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -11,10 +11,11 @@ from apps.core import audit
 from apps.core.bulk import bulk_insert
 from apps.datasets.importing import CANCEL_CHECK_EVERY, MAX_ERRORS_SHOWN
 from apps.datasets.models import Dataset, ModelVersion, Prompt
+from apps.jobs.models import Job
 from apps.rollouts.ingest.errors import IngestFileError, IngestValidationError
 from apps.rollouts.ingest.mappers import FORMATS, MAPPERS, VERL_CORRECT_SCORE, VERL_INSTRUCTIONS, SourceOptions
 from apps.rollouts.ingest.questions import template_affixes
-from apps.rollouts.ingest.readers import count_source, read_source
+from apps.rollouts.ingest.readers import count_source, read_source, source_digest
 from apps.rollouts.models import Rollout
 from apps.rollouts.rows import rollout_row
 
@@ -36,6 +37,8 @@ class IngestResult:
     already_stored: int = 0  # rows an earlier attempt of the same job had written (a retry)
     prompts_created: int = 0
     ignored_fields: list[str] = field(default_factory=list)  # source fields with no Rollout column
+    source_sha256: str = ""
+    already_ingested_by: int | None = None  # the earlier job that landed the same source: nothing landed now
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +51,13 @@ class IngestResult:
         if self.ignored_fields:
             summary["ignored_fields"] = ", ".join(self.ignored_fields)
         return summary
+
+
+def _earlier_ingest(dataset: Dataset, digest: str, job: Job) -> int | None:
+    """The id of an earlier succeeded ingest of the same source into `dataset` (a retry of `job` is not one)."""
+    return (Job.objects.filter(kind="ingest_rollouts", status=Job.Status.SUCCEEDED, params__dataset=dataset.pk,
+                               result__source_sha256=digest, result__already_ingested_by=None)
+            .exclude(pk=job.pk).values_list("pk", flat=True).first())
 
 
 class _PromptKeys:
@@ -144,12 +154,13 @@ def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dic
 
 
 def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False, model_name: str = "",
-                instruction: str = "", correct_score: float = VERL_CORRECT_SCORE) -> IngestResult:
+                instruction: str = "", correct_score: float = VERL_CORRECT_SCORE, force: bool = False) -> IngestResult:
     """Validate every record of `path` (format `fmt`), then write its rollouts under `ctx.job`, all or nothing.
 
     The body of the ingest_rollouts job, whoever launched it (the upload page, the API, the command line):
     `ctx` is its JobContext (progress, log, cancel). Raises IngestFileError for a file that cannot be read,
-    IngestValidationError for bad records unless `partial`.
+    IngestValidationError for bad records unless `partial`. A source that an earlier job already landed in
+    `dataset` lands nothing and the result names that job, unless `force`.
     """
     path, job = Path(path), ctx.job
     if fmt not in MAPPERS:
@@ -162,9 +173,15 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
     ctx.progress(0, total)
     ctx.log(f"validating {path.name} ({fmt}) for dataset {dataset.name}")
 
+    result = IngestResult(job_id=job.pk, source_sha256=source_digest(path, fmt))
+    earlier = None if force else _earlier_ingest(dataset, result.source_sha256, job)
+    if earlier is not None:
+        result.already_ingested_by = earlier
+        ctx.log(f"job #{earlier} already landed this source in {dataset.name}: nothing landed (force lands it again)")
+        return result
+
     # Pass 1: validate everything; keep only the distinct prompts and models, not the rows.
     keys, models, ignored = _PromptKeys(), set(), set()
-    result = IngestResult(job_id=job.pk)
     errors: list[str] = []
     for where, record in read_source(path, fmt):
         result.records += 1

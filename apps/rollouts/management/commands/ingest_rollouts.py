@@ -27,6 +27,7 @@ class Command(BaseCommand):
                             help="Land the good records and list the rejected ones, instead of landing nothing")
         parser.add_argument("--model", default="", help="Name of the model that produced the rollouts")
         parser.add_argument("--create", action="store_true", help="Create the dataset if it does not exist")
+        parser.add_argument("--force", action="store_true", help=IngestOptionsForm.base_fields["force"].help_text)
         parser.add_argument("--instruction", default="", help=IngestOptionsForm.base_fields["instruction"].help_text)
         parser.add_argument("--correct-score", type=float, default=VERL_CORRECT_SCORE,
                             help=IngestOptionsForm.base_fields["correct_score"].help_text)
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         dataset = dataset_named(opts["dataset"], opts["create"])
         params = {"dataset": dataset.pk, "path": opts["path"], "format": opts["format"], "partial": opts["partial"],
                   "model_name": opts["model"], "instruction": opts["instruction"],
-                  "correct_score": opts["correct_score"]}
+                  "correct_score": opts["correct_score"], "force": opts["force"]}
         label = f"Ingest {Path(opts['path']).name} into {dataset.name}"
         job = launching.run_here("ingest_rollouts", params, label=label)
         self.stdout.write(json.dumps({"job": job.pk, "format": job.params["format"], **job.result}, ensure_ascii=False))
