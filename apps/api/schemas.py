@@ -281,6 +281,8 @@ class IngestForm(Schema):
                               "preparation, removed before matching (verl's GSM8K and MATH instructions always are)")
     correct_score: float = Field(1.0, description="verl without an 'acc': a score of at least this counts as right")
     force: bool = Field(False, description="Land the source again even if an earlier ingest into the dataset did")
+    reward_columns: Text = Field("", max_length=2000, description="TRL: the reward function columns with weights "
+                                 "(accuracy_reward=1, format_reward=0.5); other columns are kept as metadata")
 
 
 class IngestRefusedOut(ErrorOut):

@@ -60,6 +60,9 @@ class Rollout(models.Model):
     total_reward = models.FloatField(null=True, blank=True)
     rewards = models.JSONField(default=dict, blank=True, help_text="{component: {value, weight, details}}")
     advantage = models.FloatField(null=True, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="What the source carried beyond these columns (a trainer's log_extra, ...)"
+    )
     reward_recipe = models.ForeignKey(
         "rollouts.RewardRecipe", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         db_index=False, db_constraint=False, help_text="The recipe that gave the rewards",

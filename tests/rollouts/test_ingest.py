@@ -126,9 +126,10 @@ def test_a_trl_log_with_chat_prompts_maps_its_columns(dataset, tmp_path):
     )
     assert detect_ingest_format(path) == "trl"
 
-    result = ingest(path, "trl", dataset, model_name="qwen-0.5b")
+    result = ingest(path, "trl", dataset, model_name="qwen-0.5b", reward_columns="accuracy_reward, format_reward")
 
-    assert (result.landed, result.prompts_created, result.ignored_fields) == (4, 1, ["judge_note"])
+    assert (result.landed, result.prompts_created) == (4, 1)
+    assert result.reward_columns == {"accuracy_reward": 1.0, "format_reward": 1.0}
     first, second = Rollout.objects.filter(prompt=known).order_by("sample_index")
     assert (first.step, first.group, first.sample_index, second.sample_index) == (12, 0, 0, 1)
     assert first.rewards == {"accuracy_reward": {"value": 1.0, "weight": 1.0, "details": {}},
@@ -136,6 +137,7 @@ def test_a_trl_log_with_chat_prompts_maps_its_columns(dataset, tmp_path):
     assert (first.total_reward, first.advantage, first.is_correct, first.format_ok) == (2.0, 0.7, True, True)
     assert (second.is_correct, first.answer) == (False, "4")
     assert first.prompt_text == "system: Think step by step.\n\nuser: What is 2 + 2?"
+    assert (first.metadata, second.metadata) == ({"judge_note": "fine"}, {"judge_note": "off by one"})
     six = Rollout.objects.get(prompt__question="What is 3 + 3?", completion="six")
     # NaN: the format reward did not apply to this sample; it is left out, not stored as a number
     assert (six.group, six.rewards, six.total_reward, six.format_ok) == (
@@ -147,7 +149,7 @@ def test_a_trl_log_with_string_prompts_finds_the_question_in_the_template(datase
     rendered = R1_ZERO.format(question="What is 9 - 4?")
     path = write_trl_log(tmp_path / "completions_00001.parquet", 1, [rendered], [solved("5")],
                          rewards={"accuracy": [1.0]}, extra={}, advantages=[0.0])
-    ingest(path, "trl", dataset)
+    ingest(path, "trl", dataset, reward_columns="accuracy")
     rollout = Rollout.objects.get()
     assert (rollout.prompt.question, rollout.prompt_text, rollout.completion) == ("What is 9 - 4?", rendered,
                                                                                   solved("5"))

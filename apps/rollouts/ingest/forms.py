@@ -5,9 +5,10 @@ from django import forms
 from apps.datasets.importing import ServerPathForm
 from apps.datasets.models import Dataset
 from apps.jobs.kinds import job_kind
+from apps.rollouts.ingest.errors import IngestFileError
 from apps.rollouts.ingest.mappers import FORMATS, VERL_CORRECT_SCORE
 from apps.rollouts.ingest.readers import detect_ingest_format
-from apps.rollouts.ingest.writer import ingest_file
+from apps.rollouts.ingest.writer import ingest_file, parse_reward_columns
 
 
 class IngestOptionsForm(forms.Form):
@@ -26,6 +27,12 @@ class IngestOptionsForm(forms.Form):
         help_text="Text your data preparation appended to each question, removed before matching prompts "
                   "(verl's GSM8K and MATH instructions are removed without asking)",
     )
+    reward_columns = forms.CharField(
+        max_length=2000, required=False,
+        help_text="TRL: the columns that are reward functions, with their weights (accuracy_reward=1, "
+                  "format_reward=0.5); empty to read them from the run's trainer_state.json. Other columns "
+                  "(log_extra) are kept as metadata",
+    )
     force = forms.BooleanField(
         required=False, help_text="Land the source again even if an earlier ingest into this dataset landed it",
     )
@@ -34,6 +41,14 @@ class IngestOptionsForm(forms.Form):
         help_text="verl without an 'acc': a score of at least this counts as right (verl's GSM8K scorer gives 1.0 "
                   "for right, 0.0 for wrong)",
     )
+
+    def clean_reward_columns(self):
+        text = self.cleaned_data.get("reward_columns", "")
+        try:
+            parse_reward_columns(text)
+        except IngestFileError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text
 
     def clean_correct_score(self):
         """Left empty on the page: verl's meaning, written into the job's parameters so the rule is on record."""
@@ -61,5 +76,5 @@ def run_ingest(ctx) -> dict:
                          partial=params.get("partial", False), model_name=params.get("model_name", ""),
                          instruction=params.get("instruction", ""),
                          correct_score=params.get("correct_score", VERL_CORRECT_SCORE),
-                         force=params.get("force", False))
+                         force=params.get("force", False), reward_columns=params.get("reward_columns", ""))
     return result.job_summary()

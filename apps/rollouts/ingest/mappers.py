@@ -40,6 +40,7 @@ class SourceOptions:
     affixes: tuple[tuple[str, str], ...] = ()
     instructions: tuple[str, ...] = VERL_INSTRUCTIONS
     correct_score: float = VERL_CORRECT_SCORE
+    reward_weights: dict[str, float] | None = None  # TRL: which columns are reward functions, and their weights
 
     def question(self, text: str) -> str:
         for instruction in self.instructions:
@@ -177,8 +178,9 @@ def map_ours(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | Non
         "prompt_tokens": f.integer("prompt_tokens"),
         "model": f.text("model", limit=200).strip(),
         "language_consistency": f.number("language_consistency", low=0.0, high=1.0),
+        "metadata": {k: _json_value(v) for k, v in record.items() if k not in OURS_FIELDS},
     }
-    ignored.update(k for k in record if k not in OURS_FIELDS)
+    ignored.update(k for k in record if k not in OURS_FIELDS)  # no column of their own: kept as metadata
     return (None, f.errors) if f.errors else (sample, [])
 
 
@@ -207,21 +209,21 @@ NOT_LOGGED = {"group": None, "sample_index": None, "finish_reason": Rollout.Fini
 
 
 def map_trl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | None, list[str]]:
+    """TRL's table has no mark telling a reward function's column from a log_extra column: `how.reward_weights`
+    names the reward functions (the user, or the run's trainer_state.json); every other column is metadata."""
     f = SampleFields(record)
     question, rendered = f.prompt("prompt", how.affixes)
     completion, reasoning = _trl_completion(f, record.get("completion"))
-    rewards = {}
+    rewards, metadata = {}, {}
     for column, value in record.items():
         if column in TRL_COLUMNS:
             continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and math.isnan(value):
-                continue  # the reward function did not apply to this sample
-            reward = f.number(column, value=value)
-            if reward is not None:
-                rewards[column] = {"value": reward, "weight": 1.0, "details": {}}
-        elif value is not None:
-            ignored.add(column)  # a log_extra column that is not a number: no Rollout column holds it
+        if column not in how.reward_weights:
+            metadata[column] = _json_value(value)
+        elif isinstance(value, float) and math.isnan(value):
+            continue  # the reward function did not apply to this sample (TRL logs None as NaN)
+        elif (reward := f.number(column, value=value)) is not None:
+            rewards[column] = {"value": reward, "weight": how.reward_weights[column], "details": {}}
     advantage = record.get("advantage")
     sample = {
         "question": question,
@@ -236,8 +238,16 @@ def map_trl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | None
         "is_correct": _flag_from_rewards(rewards, ACCURACY_NAME),
         "format_ok": _flag_from_rewards(rewards, FORMAT_NAME),
         **NOT_LOGGED,
+        "metadata": metadata,
     }
     return (None, f.errors) if f.errors else (sample, [])
+
+
+def _json_value(value):
+    """A metadata value as JSON can hold it: NaN (pandas' missing value) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 # verl, RayPPOTrainer._dump_generations (verl/trainer/ppo/ray_trainer.py; the training loop calls it when
@@ -291,6 +301,7 @@ def map_verl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | Non
         "is_correct": _verl_correct(acc, rewards, score, how),
         "format_ok": _flag_from_rewards(rewards, FORMAT_NAME),
         **NOT_LOGGED,
+        "metadata": {},
     }
     return (None, f.errors) if f.errors else (sample, [])
 

@@ -8,7 +8,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from apps.datasets.importing import ImportFileError, content_suffix, count_records, raw_lines, read_jsonl, read_parquet
+from apps.datasets.importing import (
+    ImportFileError,
+    content_suffix,
+    count_records,
+    parquet_file,
+    raw_lines,
+    read_jsonl,
+    read_parquet,
+)
 from apps.rollouts.ingest.errors import IngestFileError
 
 
@@ -24,6 +32,8 @@ def source_files(path: Path, fmt: str) -> list[Path]:
         raise IngestFileError(f"{path} does not exist")
     if not path.is_dir():
         return [path]
+    if fmt == "trl" and (path / "completions").is_dir():
+        path = path / "completions"  # TRL's output_dir: its completion logs are in completions/
     patterns = ["*.parquet"] if fmt == "trl" else ["*.jsonl", "*.jsonl.gz"]
     files = sorted((f for pattern in patterns for f in path.glob(pattern)), key=_step_order)
     if not files:
@@ -81,3 +91,48 @@ def source_digest(path: Path, fmt: str) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def trl_reward_weights(path: Path) -> dict[str, float] | None:
+    """The reward functions of the TRL run whose logs are at `path` (the output_dir, its completions/ folder
+    or one file in it), read from the newest trainer_state.json TRL saved there; None if there is none.
+
+    TRL logs "rewards/<function>/mean" for each reward function and "reward", their weighted sum, at each
+    step; the weights are solved from those when the logged steps determine them exactly, else 1.0 each
+    (TRL's default when GRPOConfig.reward_weights is not set)."""
+    run = Path(path) if Path(path).is_dir() else Path(path).parent
+    if run.name == "completions":
+        run = run.parent
+    states = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step_order(p.parent))
+    states += [run / "trainer_state.json"] if (run / "trainer_state.json").is_file() else []
+    if not states:
+        return None
+    try:
+        history = json.loads(states[-1].read_text())["log_history"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    names = sorted({key.split("/")[1] for entry in history for key in entry
+                    if key.startswith("rewards/") and key.endswith("/mean") and key.count("/") == 2})
+    if not names:
+        return None
+    return dict(zip(names, _solved_weights(history, names), strict=True))
+
+
+def _solved_weights(history: list[dict], names: list[str]) -> list[float]:
+    import numpy as np
+
+    rows = [entry for entry in history
+            if "reward" in entry and all(isinstance(entry.get(f"rewards/{n}/mean"), (int, float)) for n in names)]
+    if len(rows) >= len(names):
+        means = np.array([[entry[f"rewards/{n}/mean"] for n in names] for entry in rows], dtype=float)
+        totals = np.array([entry["reward"] for entry in rows], dtype=float)
+        weights, _, rank, _ = np.linalg.lstsq(means, totals, rcond=None)
+        if rank == len(names) and np.allclose(means @ weights, totals, atol=1e-4):
+            return [round(float(w), 6) for w in weights]
+    return [1.0] * len(names)
+
+
+def first_columns(path: Path) -> list[str]:
+    """The column names of a TRL log's first file (for an error that asks the user to choose among them);
+    a file that cannot be read (or is a bomb) says so instead."""
+    return parquet_file(source_files(Path(path), "trl")[0]).schema_arrow.names

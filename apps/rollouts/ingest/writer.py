@@ -9,13 +9,13 @@ from django.db import transaction
 
 from apps.core import audit
 from apps.core.bulk import bulk_insert
-from apps.datasets.importing import CANCEL_CHECK_EVERY, MAX_ERRORS_SHOWN
+from apps.datasets.importing import CANCEL_CHECK_EVERY, MAX_ERRORS_SHOWN, ImportFileError
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.models import Job
 from apps.rollouts.ingest.errors import IngestFileError, IngestValidationError
 from apps.rollouts.ingest.mappers import FORMATS, MAPPERS, VERL_CORRECT_SCORE, VERL_INSTRUCTIONS, SourceOptions
 from apps.rollouts.ingest.questions import template_affixes
-from apps.rollouts.ingest.readers import count_source, read_source, source_digest
+from apps.rollouts.ingest.readers import count_source, first_columns, read_source, source_digest, trl_reward_weights
 from apps.rollouts.models import Rollout
 from apps.rollouts.rows import rollout_row
 
@@ -37,6 +37,7 @@ class IngestResult:
     already_stored: int = 0  # rows an earlier attempt of the same job had written (a retry)
     prompts_created: int = 0
     ignored_fields: list[str] = field(default_factory=list)  # source fields with no Rollout column
+    reward_columns: dict[str, float] = field(default_factory=dict)  # TRL: the reward functions and their weights
     source_sha256: str = ""
     already_ingested_by: int | None = None  # the earlier job that landed the same source: nothing landed now
 
@@ -51,6 +52,38 @@ class IngestResult:
         if self.ignored_fields:
             summary["ignored_fields"] = ", ".join(self.ignored_fields)
         return summary
+
+
+def parse_reward_columns(text: str) -> dict[str, float]:
+    """ "accuracy, format=0.5" → {"accuracy": 1.0, "format": 0.5}: the reward functions' columns and weights."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise IngestFileError(f"reward columns: {weight.strip()!r} (for {name.strip()}) is not a number") from None
+    return weights
+
+
+def _reward_weights(path: Path, named: str, ctx) -> dict[str, float]:
+    """The TRL log's reward columns: as the user named them, else from the run's trainer_state.json."""
+    if named.strip():
+        weights, source = parse_reward_columns(named), "as named"
+    else:
+        weights, source = trl_reward_weights(path), "from the run's trainer_state.json"
+    if not weights:
+        try:
+            columns = ", ".join(first_columns(path)) or "none"
+        except ImportFileError as exc:  # a file that cannot be read says so first
+            raise IngestFileError(f"{exc}; nothing was ingested") from None
+        raise IngestFileError(
+            "TRL's completion logs do not say which columns are reward functions and which are log_extra values: "
+            "name the reward columns (e.g. accuracy_reward=1, format_reward=0.5), or point at the run's output_dir, "
+            f"whose trainer_state.json names them. Columns of the log: {columns}; nothing was ingested")
+    ctx.log(f"reward functions {source}: " + ", ".join(f"{name} ×{w:g}" for name, w in weights.items())
+            + "; every other column is kept as metadata")
+    return weights
 
 
 def _earlier_ingest(dataset: Dataset, digest: str, job: Job) -> int | None:
@@ -144,7 +177,7 @@ def _resolve_models(names: set[str]) -> dict[str, int]:
 
 
 ROW_FIELDS = ("step", "group", "sample_index", "prompt_text", "prompt_tokens", "completion_tokens", "finish_reason",
-              "total_reward", "rewards", "advantage", "is_correct", "format_ok", "language_consistency")
+              "total_reward", "rewards", "advantage", "is_correct", "format_ok", "language_consistency", "metadata")
 
 
 def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dict:
@@ -154,7 +187,8 @@ def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dic
 
 
 def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False, model_name: str = "",
-                instruction: str = "", correct_score: float = VERL_CORRECT_SCORE, force: bool = False) -> IngestResult:
+                instruction: str = "", correct_score: float = VERL_CORRECT_SCORE, force: bool = False,
+                reward_columns: str = "") -> IngestResult:
     """Validate every record of `path` (format `fmt`), then write its rollouts under `ctx.job`, all or nothing.
 
     The body of the ingest_rollouts job, whoever launched it (the upload page, the API, the command line):
@@ -167,13 +201,15 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
         raise IngestFileError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     mapper = MAPPERS[fmt]
     how = SourceOptions(affixes=tuple(template_affixes()), instructions=(*VERL_INSTRUCTIONS, instruction.strip()),
-                        correct_score=correct_score)
+                        correct_score=correct_score,
+                        reward_weights=_reward_weights(path, reward_columns, ctx) if fmt == "trl" else None)
     counted = count_source(path, fmt)
     total = 2 * counted if counted is not None else None  # two passes: validate, then write
     ctx.progress(0, total)
     ctx.log(f"validating {path.name} ({fmt}) for dataset {dataset.name}")
 
-    result = IngestResult(job_id=job.pk, source_sha256=source_digest(path, fmt))
+    result = IngestResult(job_id=job.pk, source_sha256=source_digest(path, fmt),
+                          reward_columns=how.reward_weights or {})
     earlier = None if force else _earlier_ingest(dataset, result.source_sha256, job)
     if earlier is not None:
         result.already_ingested_by = earlier

@@ -27,6 +27,8 @@ class Command(BaseCommand):
                             help="Land the good records and list the rejected ones, instead of landing nothing")
         parser.add_argument("--model", default="", help="Name of the model that produced the rollouts")
         parser.add_argument("--create", action="store_true", help="Create the dataset if it does not exist")
+        parser.add_argument("--reward-columns", default="",
+                            help=IngestOptionsForm.base_fields["reward_columns"].help_text)
         parser.add_argument("--force", action="store_true", help=IngestOptionsForm.base_fields["force"].help_text)
         parser.add_argument("--instruction", default="", help=IngestOptionsForm.base_fields["instruction"].help_text)
         parser.add_argument("--correct-score", type=float, default=VERL_CORRECT_SCORE,
@@ -36,7 +38,8 @@ class Command(BaseCommand):
         dataset = dataset_named(opts["dataset"], opts["create"])
         params = {"dataset": dataset.pk, "path": opts["path"], "format": opts["format"], "partial": opts["partial"],
                   "model_name": opts["model"], "instruction": opts["instruction"],
-                  "correct_score": opts["correct_score"], "force": opts["force"]}
+                  "correct_score": opts["correct_score"], "force": opts["force"],
+                  "reward_columns": opts["reward_columns"]}
         label = f"Ingest {Path(opts['path']).name} into {dataset.name}"
         job = launching.run_here("ingest_rollouts", params, label=label)
         self.stdout.write(json.dumps({"job": job.pk, "format": job.params["format"], **job.result}, ensure_ascii=False))
