@@ -11,7 +11,7 @@ from apps.curation.review import MAX_TAG_CHARS, MAX_TAGS
 from apps.datasets.export import FORMATS as EXPORT_FORMATS
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
-from apps.rollouts.browse import SORTS
+from apps.rollouts.browse import SORTS, VERDICTS
 from apps.rollouts.ingest import FORMATS as INGEST_FORMATS
 from apps.rollouts.models import Rollout
 
@@ -223,6 +223,14 @@ class RolloutQuery(PageQuery):
     finish: Literal[tuple(Rollout.FinishReason.values)] | None = None
     reflection: YesNo | None = None
     annotated: YesNo | None = None
+    verdicts: Literal[tuple(name for name, _ in VERDICTS if name)] | None = Field(
+        None, description="The source's own correctness label against ours: disagree, theirs_right (source says "
+                          "right, our scorer wrong) or theirs_wrong"
+    )
+    meta_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] | None = Field(
+        None, description="A metadata field the source carried (a log_extra column, ...): rollouts that have it"
+    )
+    meta_value: Text | None = Field(None, max_length=200, description="...whose value, as text, is this")
     sort: Literal[tuple(name for name in SORTS if name != "newest")] | None = Field(
         None, description="Default newest first"
     )
@@ -246,7 +254,9 @@ class RolloutOut(Schema):
     rewards: dict = Field(description="{component: {value, weight, details}}")
     total_reward: float | None
     advantage: float | None
-    is_correct: bool | None
+    is_correct: bool | None = Field(description="Our scorer's verdict (or the source's, until we score it)")
+    source_correct: bool | None = Field(description="The source's own verdict, kept as it came")
+    metadata: dict = Field(description="What the source carried beyond these fields")
     format_ok: bool | None
     language_consistency: float | None
     length_chars: int

@@ -6,6 +6,7 @@ Every filter is optional. Search uses the GIN full-text indexes on Postgres
 
 from django import forms
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Left
 
 from apps.core import search
@@ -33,6 +34,12 @@ SORT_CHOICES = [
     ("length", "longest"), ("length_asc", "shortest"),
 ]
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
+# The source's own label (source_correct) against our scorer's verdict (is_correct): where they part is
+# where a reward function (theirs or ours) is most likely wrong.
+VERDICTS = [("", "any"), ("disagree", "they disagree"), ("theirs_right", "source says right, ours wrong"),
+            ("theirs_wrong", "source says wrong, ours right")]
+THEIRS_RIGHT, THEIRS_WRONG = Q(source_correct=True, is_correct=False), Q(source_correct=False, is_correct=True)
+VERDICT_FILTERS = {"disagree": THEIRS_RIGHT | THEIRS_WRONG, "theirs_right": THEIRS_RIGHT, "theirs_wrong": THEIRS_WRONG}
 
 
 class RolloutFilterForm(forms.Form):
@@ -56,6 +63,11 @@ class RolloutFilterForm(forms.Form):
     finish = forms.ChoiceField(choices=[("", "any")] + Rollout.FinishReason.choices, required=False)
     reflection = forms.ChoiceField(choices=YES_NO, required=False, help_text="wait, re-check, alternatively…")
     annotated = forms.ChoiceField(choices=YES_NO, required=False)
+    verdicts = forms.ChoiceField(choices=VERDICTS, required=False, label="Source vs ours",
+                                 help_text="the source's own correctness label against our scorer's")
+    meta_key = forms.RegexField(r"^[A-Za-z0-9_.\-]{1,64}$", required=False, label="Metadata key",
+                                help_text="a field the source carried, e.g. a log_extra column")
+    meta_value = forms.CharField(required=False, max_length=200, label="Metadata value")
     sort = forms.ChoiceField(choices=SORT_CHOICES, required=False)
 
     def clean(self):
@@ -64,6 +76,8 @@ class RolloutFilterForm(forms.Form):
                           ("component_min", "component_max"), ("length_min", "length_max")):
             if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
                 self.add_error(high, f"must be at least {low.replace('_', ' ')} ({data[low]})")
+        if data.get("meta_value") and not data.get("meta_key"):
+            self.add_error("meta_key", "name the metadata key the value applies to")
         if (data.get("component_min") is not None or data.get("component_max") is not None) and not data.get(
             "component"
         ):
@@ -94,6 +108,12 @@ class RolloutFilterForm(forms.Form):
         if data["annotated"]:
             annotated = Exists(Rollout.objects.filter(pk=OuterRef("pk"), review_items__annotations__isnull=False))
             rollouts = rollouts.filter(annotated if data["annotated"] == "yes" else ~annotated)
+        if data["verdicts"]:
+            rollouts = rollouts.filter(VERDICT_FILTERS[data["verdicts"]])
+        if data["meta_key"]:
+            value = KeyTextTransform(data["meta_key"], "metadata")  # the key is data, never a lookup path
+            rollouts = rollouts.alias(meta=value).filter(
+                **({"meta": data["meta_value"]} if data["meta_value"] else {"meta__isnull": False}))
         if data["q"].strip():
             rollouts = _search(rollouts, data["q"].strip())
         return rollouts

@@ -69,6 +69,9 @@ class Rollout(models.Model):
     )
     # Stored copies of what people filter on.
     is_correct = models.BooleanField(null=True, blank=True)
+    # The source's own verdict (an ingested log's, an author's label), kept apart from ours: scoring
+    # rewrites is_correct, never this, and the browser finds where the two disagree.
+    source_correct = models.BooleanField(null=True, blank=True)
     format_ok = models.BooleanField(null=True, blank=True)
     language_consistency = models.FloatField(null=True, blank=True)
     length_chars = models.PositiveIntegerField(default=0)

@@ -365,6 +365,43 @@ def test_unreadable_files_are_refused_clearly(dataset, tmp_path, content, fmt, f
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_sources_label_survives_scoring_and_the_browser_finds_where_they_disagree(dataset, tmp_path, client,
+                                                                                    users):
+    """An author's label kept apart from ours: the fastest way to find a reward bug (theirs or ours)."""
+    from apps.rollouts.models import RewardRecipe
+
+    add_prompt(dataset, "What is 2 + 2?", "4")
+    records = [{"prompt": "What is 2 + 2?", "completion": solved("4", "two and two"), "is_correct": False,
+                "difficulty": "hard"},  # mislabelled by its author
+               {"prompt": "What is 2 + 2?", "completion": solved("5", "two and three"), "is_correct": False,
+                "difficulty": "easy"}]
+    result = ingest(write_jsonl(tmp_path / "labelled.jsonl", records), "jsonl", dataset)
+    scoring = launching.launch("score_rollouts", {"recipe": RewardRecipe.latest("r1-zero-math").pk,
+                                                  "job": result.job_id, "processes": 1}, enqueue=False)
+    assert execute(scoring.pk, worker="test") == "succeeded"
+
+    right, wrong = Rollout.objects.order_by("sample_index")
+    assert (right.is_correct, right.source_correct, wrong.is_correct, wrong.source_correct) == (True, False, False,
+                                                                                                False)
+    assert (right.metadata, wrong.metadata) == ({"difficulty": "hard"}, {"difficulty": "easy"})
+    client.force_login(users["viewer"])
+
+    def found(**filters):
+        page = client.get(reverse("rollout_list"), filters)
+        assert page.status_code == 200, page.content
+        return [r.pk for r in page.context["page"].items]
+
+    assert found(verdicts="theirs_wrong") == found(verdicts="disagree") == [right.pk]
+    assert found(verdicts="theirs_right") == []
+    assert found(meta_key="difficulty", meta_value="hard") == [right.pk]
+    assert sorted(found(meta_key="difficulty")) == sorted([right.pk, wrong.pk])
+    assert found(meta_key="no_such_key") == []
+    assert client.get(reverse("rollout_list"), {"meta_key": "a__contains"}).status_code == 200  # a key, not a lookup
+    assert client.get(reverse("rollout_list"), {"meta_value": "hard"}).status_code == 400  # a value needs its key
+    assert "disagrees with ours" in client.get(reverse("rollout_detail", args=[right.pk])).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_same_source_ingested_again_lands_nothing_and_says_so(dataset, tmp_path, capsys):
     path = write_jsonl(tmp_path / "run.jsonl", [ours(i) for i in range(3)])
     call_command("ingest_rollouts", dataset.name, str(path))

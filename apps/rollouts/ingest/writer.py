@@ -181,8 +181,9 @@ ROW_FIELDS = ("step", "group", "sample_index", "prompt_text", "prompt_tokens", "
 
 
 def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dict:
+    # The source's verdict is also kept apart (source_correct): a later scoring job rewrites is_correct only.
     return rollout_row(job_id=job_id, prompt_id=prompt_id, completion=sample["completion"],
-                       reasoning=sample["reasoning"], model_version_id=model_id,
+                       reasoning=sample["reasoning"], model_version_id=model_id, source_correct=sample["is_correct"],
                        **{name: sample[name] for name in ROW_FIELDS})
 
 
