@@ -21,6 +21,7 @@ from apps.datasets.models import (
     DatasetVersion,
     DatasetVersionExample,
     Example,
+    RolloutProvenance,
 )
 from apps.jobs import launching
 from apps.jobs.kinds import job_kind
@@ -183,8 +184,8 @@ def _example_row(action: BulkAction, rollout: dict) -> dict:
     return {
         "dataset_id": action.dataset_id, "messages": messages, "prompt_id": rollout["prompt_id"],
         "source_rollout_id": rollout["pk"], "source": "bulk", "content_hash": Example.hash_for(messages),
-        "provenance": {"rollout": rollout["pk"], "job": rollout["job_id"],
-                       "model_version": rollout["model_version_id"], "bulk_action": action.pk},
+        "provenance": RolloutProvenance(rollout=rollout["pk"], job=rollout["job_id"],
+                                        model_version=rollout["model_version_id"], bulk_action=action.pk),
         "created_by_id": action.user_id, "bulk_action_id": action.pk,
     }
 

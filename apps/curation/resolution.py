@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.core import audit
 from apps.curation.coldstart import cold_start_text
 from apps.curation.models import Annotation, AnnotationRevision, ReviewItem, ReviewQueue
-from apps.datasets.models import DatasetVersionExample, Example
+from apps.datasets.models import DatasetVersionExample, Edit, Example, RolloutProvenance
 from apps.datasets.versions import freeze_version
 
 ACCEPT, REJECT, EDIT = Annotation.Verdict.ACCEPT, Annotation.Verdict.REJECT, Annotation.Verdict.EDIT
@@ -169,7 +169,7 @@ def _example_for(item: ReviewItem, outcome: Outcome, adjudicator) -> Example:
     return example
 
 
-def provenance(item: ReviewItem, adjudicator=None) -> dict:
+def provenance(item: ReviewItem, adjudicator=None) -> RolloutProvenance:
     """Where an item's example came from: the rollout, its run, the queue, each edit and who made it."""
     rollout = item.rollout
     return {
@@ -179,7 +179,7 @@ def provenance(item: ReviewItem, adjudicator=None) -> dict:
     }
 
 
-def edits(item: ReviewItem, adjudicator=None) -> list[dict]:
+def edits(item: ReviewItem, adjudicator=None) -> list[Edit]:
     """Every saved revision of the item's annotations, a burst of autosaves with one verdict counting once
     (its last save), then the reviewer's decision."""
     revisions = (AnnotationRevision.objects.filter(annotation__item=item).select_related("by")

@@ -1,3 +1,5 @@
+from typing import TypedDict
+
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
@@ -51,6 +53,28 @@ class Prompt(models.Model):
     @staticmethod
     def hash_for(question: str, reference_answer: str, tests: list) -> str:
         return content_hash({"q": question.strip(), "a": reference_answer.strip(), "t": tests})
+
+
+class Edit(TypedDict):
+    by: str | None  # username
+    at: str  # ISO time
+    verdict: str
+    version: int
+
+
+class RolloutProvenance(TypedDict, total=False):
+    """Example.provenance of an example made from a rollout: the rollout and the run and model that
+    sampled it, then how it was chosen (a bulk accept, or a review queue with its edits); an example
+    copied into another dataset by compose adds "copied_from" (the example id) to its source's."""
+
+    rollout: int
+    job: int
+    model_version: int | None
+    bulk_action: int
+    queue: int
+    edits: list[Edit]
+    adjudicated_by: str | None
+    copied_from: int
 
 
 class Example(models.Model):
