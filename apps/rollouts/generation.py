@@ -165,6 +165,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
                 model_version_id=model_version.pk, sample_index=index, prompt_text=shown_prompt,
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 finish_reason=completion.finish_reason,  # stop, length or error (a filtered or aborted output)
+                metadata={"reasoning_tokens": completion.reasoning_tokens} if completion.reasoning_tokens else {},
             ))
             stats.tokens += completion.completion_tokens or 0
     if pool:

@@ -24,7 +24,8 @@ def completion_fields(text: str, reasoning: str | None = None) -> dict:
 def reward_columns(scored: dict) -> dict:
     """The stored reward columns of a Rollout, from a recipe's score ({"total", "components"[, "error"]})."""
     components = scored["components"]
-    fmt, language = components.get("format"), components.get("language_consistency")
+    fmt = components.get("format") or components.get("think_format")
+    language = components.get("language_consistency")
     return {
         "total_reward": scored["total"],
         "rewards": components if "error" not in scored

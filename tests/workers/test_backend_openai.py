@@ -286,3 +286,40 @@ def test_retry_after_forms():
     assert retry_after_seconds(formatdate(time.time() - 10, usegmt=True)) == 0.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+# DeepSeek's reasoning model, as its API documents it: reasoning_content beside content, and the reasoning
+# tokens counted in usage.completion_tokens_details. The body is built from the openai package's own types.
+
+
+def deepseek_answer(reasoning: str, content: str, reasoning_tokens: int) -> dict:
+    from openai.types.chat import ChatCompletion, ChatCompletionMessage
+    from openai.types.chat.chat_completion import Choice
+    from openai.types.completion_usage import CompletionTokensDetails, CompletionUsage
+
+    message = ChatCompletionMessage(role="assistant", content=content, reasoning_content=reasoning)
+    usage = CompletionUsage(prompt_tokens=21, completion_tokens=reasoning_tokens + 9,
+                            total_tokens=reasoning_tokens + 30,
+                            completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning_tokens))
+    return ChatCompletion(id="chatcmpl-1", created=1_700_000_000, model="deepseek-reasoner", object="chat.completion",
+                          choices=[Choice(index=0, finish_reason="stop", message=message)],
+                          usage=usage).model_dump(exclude_none=True)
+
+
+def test_deepseeks_reasoning_model_answer_lands_as_reasoning_answer_and_reasoning_tokens(server, make_backend):
+    from apps.rollouts.rows import rollout_row
+    from workers.rewards.base import Sample
+    from workers.rewards.recipes import DEFAULT_RECIPES, Recipe
+
+    reasoning = "Natalia sold 48 in April and half as many in May: 48 + 24 = 72."
+    server.script = [(200, deepseek_answer(reasoning, "She sold \\boxed{72} clips altogether.", 17), {})]
+    [[completion]] = make_backend(server.url).generate([[{"role": "user", "content": "How many clips?"}]],
+                                                       SamplingParams())
+
+    assert (completion.reasoning, completion.reasoning_tokens, completion.completion_tokens) == (reasoning, 17, 26)
+    row = rollout_row(job_id=1, prompt_id=1, completion=completion.text, reasoning=completion.reasoning)
+    assert (row["reasoning"], row["answer"]) == (reasoning, "She sold \\boxed{72} clips altogether.")
+    scored = Recipe.from_spec(DEFAULT_RECIPES["r1-chat-math"]).score(Sample(completion.text, reference="72"))
+    assert scored["total"] == 2.0  # R1's chat format, and the boxed answer after the reasoning
+    zero = Recipe.from_spec(DEFAULT_RECIPES["r1-zero-math"]).score(Sample(completion.text, reference="72"))
+    assert zero["components"]["format"]["value"] == 0.0  # R1-Zero's tags are not R1's chat format

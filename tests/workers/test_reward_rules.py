@@ -19,7 +19,7 @@ from workers.rewards.filters import (
     repetition_loop,
     truncated,
 )
-from workers.rewards.format import format_reward
+from workers.rewards.format import format_reward, think_format
 from workers.rewards.language import language_consistency
 from workers.rewards.shaping import cosine_length, cosine_scale, repetition_penalty
 
@@ -351,3 +351,19 @@ def test_a_4k_token_completion_is_scored_in_milliseconds():
         start = time.perf_counter()
         component(sample)
         assert time.perf_counter() - start < 0.5  # well under in practice (~1 ms); generous for busy CI
+
+
+@pytest.mark.parametrize("completion, value, reason", [
+    ("<think>\n48 + 24 = 72\n</think>\nThe answer is \\boxed{72}.", 1.0, None),  # DeepSeek-R1 in chat
+    ("48 + 24 = 72\n</think>\n\\boxed{72}", 1.0, None),  # the chat template opened <think> in the prompt
+    ("<think>48 + 24</think>", 0.0, "empty answer"),
+    ("<think></think>72", 0.0, "empty reasoning"),
+    ("72", 0.0, "no closing </think>"),
+    ("<think>a</think>b</think>c", 0.0, "2 </think> tags"),
+    ("So: <think>a</think>b", 0.0, "text before <think>"),
+    ("<think>a</think> <answer>b</answer>", 1.0, None),  # R1-Zero's tags are still a plain answer after </think>
+])
+def test_r1s_chat_format(completion, value, reason):
+    reward = think_format(Sample(completion))
+    assert (reward.value, reward.details.get("reason")) == (value, reason)
+

@@ -29,6 +29,7 @@ class Completion:
     completion_tokens: int | None
     finish_reason: str  # "stop", "length" or "error"
     reasoning: str | None = None  # reasoning_content, when the server returns it apart from content
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens, where a server counts them
 
 
 class BackendError(Exception):

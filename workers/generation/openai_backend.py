@@ -177,8 +177,11 @@ class OpenAIBackend:
         prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
         completion_tokens = split_tokens(_int_or_none(usage.get("completion_tokens")),
                                          [len(t) for t in texts])
-        return [Completion(text, prompt_tokens, tokens, reason, reasoning)
-                for text, tokens, reason, reasoning in zip(texts, completion_tokens, reasons, reasonings)]
+        details = usage.get("completion_tokens_details")
+        reasoning_total = _int_or_none(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+        reasoning_tokens = split_tokens(reasoning_total, [len(r or "") for r in reasonings])
+        return [Completion(*fields) for fields in zip(texts, [prompt_tokens] * len(texts), completion_tokens, reasons,
+                                                      reasonings, reasoning_tokens, strict=True)]
 
     # HTTP, with retries
 

@@ -29,22 +29,35 @@ class Extraction:
 
 
 def think_text(completion: str) -> str:
-    """The chain of thought: inside <think>…</think>, or up to <answer> when the tags are missing."""
+    """The chain of thought: inside <think>…</think>; up to </think> when the chat template opened the
+    block in the prompt (R1's distilled models); up to <answer> when the tags are missing."""
     start = completion.find(THINK_OPEN)
     if start != -1:
         start += len(THINK_OPEN)
         end = completion.find(THINK_CLOSE, start)
         return completion[start:] if end == -1 else completion[start:end]
+    end = completion.find(THINK_CLOSE)
+    if end != -1:
+        return completion[:end]
     answer = completion.find("<answer>")
     return completion if answer == -1 else completion[:answer]
 
 
 def answer_text(completion: str) -> str:
-    """The content of the last <answer>…</answer> block, or '' if there is none."""
+    """The content of the last <answer>…</answer> block (R1-Zero's template); without one, what follows the
+    last </think> (R1's chat format: the reasoning, then a plain answer); else ''."""
     tail = completion[-MAX_SCAN_CHARS:]
+    tagged = _answer_tag(tail)
+    if tagged is not None:
+        return tagged
+    close = tail.rfind(THINK_CLOSE)
+    return "" if close == -1 else tail[close + len(THINK_CLOSE):]
+
+
+def _answer_tag(tail: str) -> str | None:
     start = tail.rfind("<answer>")
     if start == -1:
-        return ""
+        return None
     end = tail.find("</answer>", start)
     return tail[start + len("<answer>"):] if end == -1 else tail[start + len("<answer>"):end]
 
@@ -99,15 +112,27 @@ def extract_answer(completion: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBAC
 
 
 def _extract(tail: str, fallbacks) -> Extraction:
-    answer = answer_text(tail)
+    answer = _answer_tag(tail) or ""
     if answer.strip():
         boxed = last_boxed(answer)
         return Extraction(boxed if boxed is not None else answer, "answer_tag")
-    boxed = last_boxed(tail)
+    # R1's chat format answers after </think>, where the answer is what is said there (the reasoning
+    # boxes its own intermediate steps); without </think>, anywhere in the text.
+    close = tail.rfind(THINK_CLOSE)
+    after = tail[close + len(THINK_CLOSE):] if close != -1 else ""
+    found = _marked_answer(after, fallbacks) if after.strip() else None
+    if found is None and after.strip():
+        found = Extraction(after.strip(), "after_think")
+    return found or _marked_answer(tail, fallbacks) or Extraction(None, "none")
+
+
+def _marked_answer(text: str, fallbacks) -> Extraction | None:
+    """The last \\boxed{} of `text`, else the last match of the first fallback pattern that matches."""
+    boxed = last_boxed(text)
     if boxed is not None:
         return Extraction(boxed, "boxed")
     for pattern in fallbacks:
-        matches = list(re.finditer(pattern, tail, re.MULTILINE))
+        matches = list(re.finditer(pattern, text, re.MULTILINE))
         if matches:
             return Extraction(matches[-1].group(1), f"regex:{pattern}")
-    return Extraction(None, "none")
+    return None

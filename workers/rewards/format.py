@@ -1,4 +1,5 @@
-"""The R1-Zero format reward: `<think> reasoning </think> <answer> answer </answer>` and nothing else.
+"""Format rewards. R1-Zero's: `<think> reasoning </think> <answer> answer </answer>` and nothing else;
+R1's chat format (`think_format`, below): the reasoning closed by </think>, then a plain answer.
 
 Strict: 1.0 only for exactly one think block followed by one non-empty answer
 block, with nothing but whitespace around and between them; this is
@@ -68,3 +69,24 @@ def _count_problem(tag: str, n: int) -> str:
     if tag == "<think>":
         return f"{n} think blocks"
     return f"{n} {tag} tags"
+
+
+def think_format(sample: Sample) -> Reward:
+    """R1's chat format (DeepSeek-R1 and its distilled models): the reasoning, closed by one </think> (opened
+    by <think>, or by the chat template in the prompt), then a non-empty plain answer; no <answer> tags."""
+    text = sample.completion
+    opens, closes = text.count("<think>"), text.count("</think>")
+    close = text.find("</think>")
+    if closes != 1:
+        problem = "no closing </think>" if closes == 0 else f"{closes} </think> tags"
+    elif opens > 1 or (opens == 1 and text.find("<think>") > close):
+        problem = f"{opens} think blocks" if opens > 1 else "</think> before <think>"
+    elif opens == 1 and text[:text.find("<think>")].strip():
+        problem = "text before <think>"
+    elif not text[text.find("<think>") + len("<think>") if opens else 0:close].strip():
+        problem = "empty reasoning"
+    elif not text[close + len("</think>"):].strip():
+        problem = "empty answer"
+    else:
+        return Reward(1.0, {})
+    return Reward(0.0, {"reason": problem})

@@ -27,6 +27,7 @@ COMPONENTS = {
     "math_accuracy": "workers.rewards.accuracy.math_accuracy",
     "code_accuracy": "workers.rewards.code.code_accuracy",
     "format": "workers.rewards.format.format_reward",
+    "think_format": "workers.rewards.format.think_format",
     "language_consistency": "workers.rewards.language.language_consistency",
     "cosine_length": "workers.rewards.shaping.cosine_length",
     "repetition_penalty": "workers.rewards.shaping.repetition_penalty",
@@ -38,6 +39,8 @@ DEFAULT_RECIPES = {
     # R1-Zero: rule rewards only, accuracy and format.
     "r1-zero-math": {"components": [{"name": "math_accuracy", "weight": 1.0}, {"name": "format", "weight": 1.0}]},
     "r1-zero-code": {"components": [{"name": "code_accuracy", "weight": 1.0}, {"name": "format", "weight": 1.0}]},
+    # R1 and its distilled models in chat: reasoning closed by </think>, then the answer (\\boxed{} for math).
+    "r1-chat-math": {"components": [{"name": "math_accuracy", "weight": 1.0}, {"name": "think_format", "weight": 1.0}]},
     # Reasoning RL: accuracy plus the language-consistency reward, summed.
     "r1-reasoning-math": {
         "components": [
