@@ -18,7 +18,7 @@ from apps.jobs.kinds import job_kind
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.rows import reward_columns, rollout_row
 from apps.rollouts.scoring import sample_for
-from workers.generation.base import BackendError, BackendUnavailable, SamplingParams
+from workers.generation.base import BackendError, SamplingParams
 from workers.generation.factory import make_backend
 from workers.generation.templates import BUILT_IN, render
 from workers.rewards.pool import ScoringPool
@@ -144,7 +144,7 @@ def _generate_with_retries(backend, rendered, sampling, stats, retries: int, ctx
         try:
             return backend.generate(rendered, sampling)
         except BackendError as exc:
-            if isinstance(exc, BackendUnavailable) or attempt == retries:
+            if not exc.retryable or attempt == retries:
                 raise
             stats.batch_retries += 1
             ctx.log(f"batch failed ({exc}); retry {attempt + 1} of {retries}")

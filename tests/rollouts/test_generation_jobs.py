@@ -57,6 +57,15 @@ def test_a_failed_batch_is_retried_and_costs_only_that_batch(server, dataset, pr
     assert Rollout.objects.filter(job=job).count() == 12
 
 
+def test_a_refused_request_fails_the_job_without_retrying_the_batch(server, dataset, prompts):
+    """A 4xx other than 408/409/429 (here: a prompt over the context) would be refused again, the same way."""
+    server.script = [(400, {"object": "error", "message": "maximum context length is 4096 tokens"}, {})]
+    job = generate(dataset, api_model(server.url))
+    assert job.status == "failed" and "HTTP 400: maximum context length" in job.error
+    asked = [post["body"]["prompt"] for post in server.posts()]
+    assert len(asked) == len(set(asked)) and "retry" not in job.log  # no prompt was asked twice
+
+
 def test_an_unreachable_api_fails_the_job_with_a_clear_message(dataset, prompts):
     job = generate(dataset, api_model("http://127.0.0.1:9/v1"))
     assert job.status == "failed"

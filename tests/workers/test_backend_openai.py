@@ -15,6 +15,7 @@ import pytest
 from tests.fake_openai import MODEL
 from workers.generation.base import (
     BackendError,
+    BackendRefused,
     BackendUnavailable,
     SamplingParams,
     join_reasoning,
@@ -192,9 +193,9 @@ def test_404_names_the_model(server, make_backend):
 def test_400_is_not_retried(server, make_backend):
     server.script = [(400, {"object": "error", "message": "This model's maximum context length is 4096 tokens"}, {})]
     backend = make_backend(server.url)
-    with pytest.raises(BackendError, match="HTTP 400: This model's maximum context length"):
+    with pytest.raises(BackendRefused, match="HTTP 400: This model's maximum context length") as refused:
         backend.generate(["x"], SamplingParams())
-    assert len(server.posts()) == 1
+    assert len(server.posts()) == 1 and not refused.value.retryable
 
 
 def test_unreachable_port_is_unavailable_at_once(make_backend, caplog):

@@ -116,7 +116,8 @@ def test_the_score_command_reads_jsonl_and_writes_scores(live_database_env):
     assert out[1]["rewards"]["math_accuracy"]["details"]["extracted"] == "3"
     assert out[2]["error"] == "line 3: not valid JSON (Expecting property name enclosed in double quotes)"
     missing = run_score_command([good], recipe="nope")
-    assert missing.returncode == 1 and "No recipe 'nope'; known: r1-chat-math, r1-reasoning-math, r1-zero-code" in missing.stderr
+    assert missing.returncode == 1
+    assert "No recipe 'nope'; known: r1-chat-math, r1-reasoning-math, r1-zero-code" in missing.stderr
 
 
 @pytest.mark.django_db(transaction=True)

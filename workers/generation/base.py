@@ -35,9 +35,19 @@ class Completion:
 class BackendError(Exception):
     """A batch failed (out of memory, HTTP 5xx, a timeout): the caller may retry it."""
 
+    retryable = True
+
 
 class BackendUnavailable(BackendError):
     """The backend cannot be reached or refuses every request: retrying the batch will not help."""
+
+    retryable = False
+
+
+class BackendRefused(BackendError):
+    """The server refused this request as malformed or too long (a 4xx): the same batch will be refused again."""
+
+    retryable = False
 
 
 class Backend(Protocol):

@@ -52,6 +52,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from workers.generation.base import (
     BackendError,
+    BackendRefused,
     BackendUnavailable,
     Completion,
     Prompt,
@@ -61,7 +62,7 @@ from workers.generation.base import (
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = {408, 429}  # and every 5xx
+RETRY_STATUSES = {408, 409, 429}  # and every 5xx; any other 4xx is refused, never retried
 MAX_RETRY_AFTER_S = 60.0
 EXCERPT_CHARS = 200
 _UNREACHABLE = (ConnectionRefusedError, socket.gaierror, ssl.SSLCertVerificationError)
@@ -213,7 +214,7 @@ class OpenAIBackend:
                     raise BackendUnavailable(f"model {self.model!r} not found (404 from {url}): {message}")
                 problem = f"HTTP {status}: {message}"
                 if status < 500 and status not in RETRY_STATUSES:
-                    raise BackendError(f"{url} answered {problem}")
+                    raise BackendRefused(f"{url} answered {problem}")
                 retry_after = retry_after_seconds(headers.get("Retry-After"))
             if attempt == attempts:
                 raise BackendError(f"{url} failed after {attempts} attempts: {problem}")
