@@ -5,7 +5,7 @@ from ninja import NinjaAPI
 from apps.api import errors
 from apps.api.auth import TokenAuth
 from apps.api.docs import LocalSwagger
-from apps.api.routes import annotations, datasets, ingest, jobs, prompts, rollouts, versions
+from apps.api.routes import annotations, datasets, ingest, jobs, prompts, recipes, rollouts, versions
 
 DESCRIPTION = """\
 R1 Studio's data: datasets, frozen versions and their export, prompts, rollouts, jobs and annotations.
@@ -38,5 +38,5 @@ api = StudioAPI(
     urls_namespace="api",
 )
 errors.install(api)
-for module in (datasets, versions, prompts, rollouts, ingest, jobs, annotations):
+for module in (datasets, versions, prompts, rollouts, recipes, ingest, jobs, annotations):
     api.add_router("", module.router)

@@ -282,6 +282,44 @@ class RolloutPage(Schema):
     next: str | None
 
 
+# ----- reward recipes
+
+
+class RecipeComponentOut(Schema):
+    name: str = Field(description="A reward component (workers.rewards.recipes.COMPONENTS)")
+    weight: float
+    params: dict
+    domains: list[str] = Field(description="The prompt domains it applies to; empty: every domain")
+
+
+class RecipeOut(Schema):
+    id: int
+    name: str = Field(description="Name a recipe by this (the latest version is used unless one is chosen)")
+    version: int
+    latest: bool = Field(description="Whether this is the newest version of its name")
+    description: str
+    content_hash: str
+    components: list[RecipeComponentOut]
+    created_at: datetime
+
+    @staticmethod
+    def resolve_components(obj):
+        return [{"domains": [], "params": {}, **component} for component in obj.spec["components"]]
+
+    @staticmethod
+    def resolve_latest(obj):
+        return obj.version == obj.newest_version
+
+
+class RecipePage(Schema):
+    items: list[RecipeOut]
+    next: str | None
+
+
+class RecipeQuery(PageQuery):
+    name: Slug | None = Field(None, description="Only the versions of this recipe")
+
+
 class IngestForm(Schema):
     dataset: Slug = Field(description="The dataset whose prompts the rollouts answer (matched or created there)")
     format: Literal[("", *INGEST_FORMATS)] = Field("", description="Empty: detect from the file")

@@ -140,7 +140,7 @@ class TestTokens:
         _, text = tokens.issue_token(users["stranger"], "no role")
         for path, permission in [("/datasets", "datasets.view_dataset"), ("/rollouts", "rollouts.view_rollout"),
                                  ("/jobs", "jobs.view_job"), ("/annotations", "curation.view_annotation"),
-                                 ("/prompts", "datasets.view_prompt")]:
+                                 ("/prompts", "datasets.view_prompt"), ("/recipes", "rollouts.view_rewardrecipe")]:
             response = client.get("/api" + path, headers={"Authorization": f"Bearer {text}"})
             assert response.status_code == 403 and response.json()["permission"] == permission
 
@@ -546,6 +546,25 @@ class TestIngest:
         path = write_jsonl(tmp_path / "rollouts.jsonl", [ingest_record(i) for i in range(40)])
         response = self.upload(api_as("admin"), path)
         assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+# ----- reward recipes
+
+
+class TestRecipes:
+    def test_recipes_are_listed_by_name_with_their_components(self, api_as):
+        from apps.rollouts.models import RewardRecipe
+
+        RewardRecipe.save_spec("r1-chat-math", {"components": [{"name": "math_accuracy", "weight": 2.0}]})
+        viewer = api_as("viewer")
+        listing = viewer.get("/recipes", {"name": "r1-chat-math"})
+        assert listing.status_code == 200, listing.content
+        newest, older = listing.json()["items"]
+        assert (newest["version"], newest["latest"], older["latest"]) == (older["version"] + 1, True, False)
+        assert newest["components"] == [{"name": "math_accuracy", "weight": 2.0, "params": {}, "domains": []}]
+        assert [c["name"] for c in older["components"]] == ["math_accuracy", "think_format"]
+        every = {r["name"] for r in viewer.get("/recipes").json()["items"] if r["latest"]}
+        assert {"r1-zero-math", "r1-chat-math", "r1-reasoning-math", "r1-zero-code"} <= every
 
 
 # ----- hostile input: a clear 4xx, never a 500
