@@ -531,6 +531,9 @@ def test_the_command_ingests_and_prints_the_result(dataset, tmp_path, capsys):
     assert (out["landed"], list(out["rejected"])) == (1, ["line 2"])
     with pytest.raises(CommandError, match="No dataset 'missing'"):
         call_command("ingest_rollouts", "missing", str(path))
+    with pytest.raises(CommandError, match="line 2: field 'step'"):  # --create, then nothing lands
+        call_command("ingest_rollouts", "made-for-nothing", str(bad), "--create")
+    assert not Dataset.objects.filter(name="made-for-nothing").exists()  # the dataset it made went with it
 
 
 def test_the_command_exits_1_on_bad_records(live_database_env, tmp_path):

@@ -21,12 +21,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
-        dataset = dataset_named(opts["dataset"], opts["create"])
-        params = {name: opts[name] for name in FieldMappingForm.base_fields}
-        params |= {"dataset": dataset.pk, "path": opts["path"]}
-        job = launching.run_here("import_prompts", params, label=f"Import into {dataset.name}", enqueue=opts["enqueue"])
-        if opts["enqueue"]:
-            self.stdout.write(f"job {job.pk} queued")
-        else:
-            self.stdout.write(json.dumps({"job": job.pk, **job.result}))
-
+        with dataset_named(opts["dataset"], opts["create"]) as dataset:
+            params = {name: opts[name] for name in FieldMappingForm.base_fields}
+            params |= {"dataset": dataset.pk, "path": opts["path"]}
+            job = launching.run_here("import_prompts", params, label=f"Import into {dataset.name}",
+                                     enqueue=opts["enqueue"])
+            if opts["enqueue"]:
+                self.stdout.write(f"job {job.pk} queued")
+            else:
+                self.stdout.write(json.dumps({"job": job.pk, **job.result}))

@@ -35,11 +35,12 @@ class Command(BaseCommand):
                             help=IngestOptionsForm.base_fields["correct_score"].help_text)
 
     def handle(self, *args, **opts):
-        dataset = dataset_named(opts["dataset"], opts["create"])
-        params = {"dataset": dataset.pk, "path": opts["path"], "format": opts["format"], "partial": opts["partial"],
-                  "model_name": opts["model"], "instruction": opts["instruction"],
-                  "correct_score": opts["correct_score"], "force": opts["force"],
-                  "reward_columns": opts["reward_columns"]}
-        label = f"Ingest {Path(opts['path']).name} into {dataset.name}"
-        job = launching.run_here("ingest_rollouts", params, label=label)
-        self.stdout.write(json.dumps({"job": job.pk, "format": job.params["format"], **job.result}, ensure_ascii=False))
+        with dataset_named(opts["dataset"], opts["create"]) as dataset:
+            params = {"dataset": dataset.pk, "path": opts["path"], "format": opts["format"],
+                      "partial": opts["partial"], "model_name": opts["model"], "instruction": opts["instruction"],
+                      "correct_score": opts["correct_score"], "force": opts["force"],
+                      "reward_columns": opts["reward_columns"]}
+            label = f"Ingest {Path(opts['path']).name} into {dataset.name}"
+            job = launching.run_here("ingest_rollouts", params, label=label)
+            result = {"job": job.pk, "format": job.params["format"], **job.result}
+            self.stdout.write(json.dumps(result, ensure_ascii=False))
