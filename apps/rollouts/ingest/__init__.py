@@ -5,11 +5,18 @@ Three source formats, each a mapping from the source's fields to a Rollout:
 - ``jsonl`` (ours): one object per line with ``prompt`` and ``completion`` and optional
   ``reasoning``, ``rewards``, ``total_reward``, ``step``, ``group``, ``sample_index``, ``advantage``,
   ``is_correct``, ``format_ok``, ``finish_reason``, ``reference_answer``, ``prompt_text``,
-  ``completion_tokens``, ``prompt_tokens``, ``model``, ``language_consistency``.
-- ``trl``: TRL's GRPO completion logs (``<output_dir>/completions/completions_<step>.parquet``, a file or
-  that folder), written by ``GRPOTrainer.log`` in TRL 1.16.
+  ``completion_tokens``, ``prompt_tokens``, ``model``, ``language_consistency``; any other field is kept
+  in the rollout's metadata.
+- ``trl``: TRL's GRPO completion logs (``<output_dir>/completions/completions_<step>.parquet``: a file,
+  that folder or the output_dir), written by ``GRPOTrainer.log`` in TRL 1.16. Which columns are reward
+  functions comes from the user or the run's trainer_state.json; the others (log_extra) are metadata.
 - ``verl``: verl's rollout dumps (``trainer.rollout_data_dir/<step>.jsonl``, a file or that folder),
   written by ``RayPPOTrainer._dump_generations``.
+
+The source's own verdict lands in ``source_correct`` as well as ``is_correct``; scoring rewrites only
+the latter. The same source landed twice in a dataset lands nothing the second time, unless forced.
+Modules: ``readers`` (files, folders, formats), ``mappers`` (one per source), ``questions`` (the
+question inside a rendered prompt), ``writer`` (the two passes), ``forms`` (the options and the job).
 
 Like the prompt import (apps.datasets.importing, whose readers this reuses): every record is
 validated first and errors name the line (row, for Parquet) and the field; then everything lands in
