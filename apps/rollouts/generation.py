@@ -46,7 +46,7 @@ class SamplingForm(forms.Form):
     def clean(self):
         data = super().clean()
         if not data.get("recipe") and self.default_recipe:
-            data["recipe"] = RewardRecipe.latest(self.default_recipe)
+            data["recipe"] = RewardRecipe.latest(default_recipe_for(self.default_recipe, data.get("template")))
         return data
 
     def clean_template(self):
@@ -54,6 +54,15 @@ class SamplingForm(forms.Form):
         if name not in BUILT_IN and not PromptTemplate.objects.filter(name=name).exists():
             raise forms.ValidationError(f"no template {name!r}: use r1-zero, chat or a saved template's name")
         return name
+
+
+# A model prompted through its chat template answers in R1's chat format (reasoning, </think>, a plain
+# answer), not in R1-Zero's tags: its default recipe is the chat-format counterpart.
+CHAT_RECIPES = {"r1-zero-math": "r1-chat-math"}
+
+
+def default_recipe_for(recipe: str, template: str | None) -> str:
+    return CHAT_RECIPES.get(recipe, recipe) if template == "chat" else recipe
 
 
 def template_text(name: str) -> str | None:

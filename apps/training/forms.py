@@ -14,7 +14,7 @@ from django import forms
 from django.conf import settings
 
 from apps.datasets.models import Dataset, DatasetVersion, ModelVersion, Prompt
-from apps.rollouts.generation import SamplingForm
+from apps.rollouts.generation import SamplingForm, default_recipe_for
 from apps.rollouts.models import RewardRecipe
 from workers.training.formats import SFT_FORMATS
 from workers.training.spec import (
@@ -133,7 +133,8 @@ class GRPOParamsForm(TrainingForm):
     limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N prompts")
     template = SamplingForm.base_fields["template"]
     recipe = forms.ModelChoiceField(queryset=RewardRecipe.objects.all(), required=False,
-                                    help_text="Reward recipe (default: the latest r1-zero-math)")
+                                    help_text="Reward recipe (default: the latest r1-zero-math, or r1-chat-math "
+                                              "with the chat template)")
     num_generations = forms.IntegerField(initial=default(GRPOSpec, "num_generations"), min_value=2, max_value=1024,
                                          help_text=help_text(GRPOSpec, "num_generations"))
     beta = forms.FloatField(initial=default(GRPOSpec, "beta"), min_value=0.0, label="KL beta",
@@ -167,7 +168,7 @@ class GRPOParamsForm(TrainingForm):
         if data.get("use_vllm") and data.get("accelerate_config") == "cpu":
             self.add_error("use_vllm", "vLLM needs a GPU: choose a GPU accelerate config")
         if not data.get("recipe"):
-            data["recipe"] = RewardRecipe.latest("r1-zero-math")
+            data["recipe"] = RewardRecipe.latest(default_recipe_for("r1-zero-math", data.get("template")))
         return data
 
     def preview(self) -> dict:

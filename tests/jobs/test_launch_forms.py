@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from apps.datasets.models import Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
+from apps.jobs import kinds
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
 from apps.training.forms import CPU_PRESETS
@@ -213,6 +214,16 @@ class TestLaunch:
         assert job.params["learning_rate"] == preset["learning_rate"]
         assert job.params["use_vllm"] is False and job.params["use_lora"] is False
         assert job.params["recipe"] == RewardRecipe.latest("r1-zero-math").pk
+
+    @pytest.mark.parametrize("kind", ["grpo", "evaluate", "rejection_sample"])
+    def test_the_chat_template_scores_with_r1s_chat_format_by_default(self, kind, model, dataset):
+        """A model prompted through its chat template answers in R1's chat format, not in R1-Zero's tags."""
+        params = {"model_version": model.pk, "dataset": dataset.pk, "output_dataset": "kept", "max_steps": 10,
+                  "batch_size": 16, "num_generations": 16, "learning_rate": 1e-5}
+        chat = kinds.validate_params(kind, params | {"template": "chat"})
+        plain = kinds.validate_params(kind, params | {"template": "r1-zero"})
+        assert chat["recipe"] == RewardRecipe.latest("r1-chat-math").pk
+        assert plain["recipe"] == RewardRecipe.latest("r1-zero-math").pk
 
     def test_a_checked_box_is_launched_as_true(self, admin_client, model, dataset):
         values = grpo_values(admin_client, model, dataset, use_lora="on")
