@@ -331,6 +331,28 @@ class IngestForm(Schema):
     force: bool = Field(False, description="Land the source again even if an earlier ingest into the dataset did")
     reward_columns: Text = Field("", max_length=2000, description="TRL: the reward function columns with weights "
                                  "(accuracy_reward=1, format_reward=0.5); other columns are kept as metadata")
+    correct_recipe: Text = Field("", max_length=100, description="A recipe name (GET /recipes): is_correct is "
+                                 "decided by scoring each rollout with it; the source's rewards and verdict stay")
+    preview: bool = Field(False, description="Return the column mapping and first records (200); land nothing")
+
+
+class ColumnRoleOut(Schema):
+    column: str
+    becomes: str = Field(description="What the column becomes: a field of ours, a reward component with its "
+                                     "weight, or metadata")
+    example: str = Field(description="Its first value, shortened")
+
+
+class IngestPreviewOut(Schema):
+    format: str
+    files: int
+    records: int | None
+    columns: list[ColumnRoleOut]
+    metadata_columns: list[str] = Field(description="Source fields with no column of ours, kept as metadata")
+    samples: list[dict] = Field(description="The first records as they would land")
+    problems: list[str] = Field(description="Bad records among the first ones, or what must be named first")
+    correct_rule: str
+    notes: list[str]
 
 
 class IngestRefusedOut(ErrorOut):
@@ -361,6 +383,14 @@ class JobOut(Schema):
     @staticmethod
     def resolve_created_by(obj):
         return obj.created_by.username if obj.created_by_id else None
+
+
+class IngestAcceptedOut(JobOut):
+    """A 202: the ingest job, and what its file's columns become."""
+
+    preview: IngestPreviewOut
+    ignored_fields: list[str] = Field(description="Source fields with no column of ours: kept in each rollout's "
+                                                  "metadata (the command line reports the same)")
 
 
 class JobPage(Schema):

@@ -49,11 +49,12 @@ def job_kind(name: str, label: str, params_form: type[forms.Form], **options):
     return register
 
 
-def _jsonable(value):
+def jsonable(value):
+    """A form's cleaned value as a job parameter: a model instance by its primary key."""
     if isinstance(value, models.Model):
         return value.pk
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -71,4 +72,4 @@ def validate_params(kind: str, params: dict, via: str = "web") -> dict:
     form.via = via  # what a server-path field may name depends on who asks
     if not form.is_valid():
         raise ValidationError(form.errors.as_data())
-    return {name: _jsonable(value) for name, value in form.cleaned_data.items()}
+    return {name: jsonable(value) for name, value in form.cleaned_data.items()}

@@ -59,27 +59,42 @@ def sample_for(prompt, completion: str, finish_reason: str = "stop") -> Sample:
     )
 
 
-@job_kind("score_rollouts", "Score rollouts", ScoreParamsForm, queue=ModelVersion.queue_for)
-def run_scoring(ctx) -> dict:
-    params = ctx.params
-    recipe_row = RewardRecipe.objects.get(pk=params["recipe"])
-    rollouts = filtered_rollouts(params).select_related("prompt").order_by("id")
-    ctx.progress(0, rollouts.count())
-    processes = params.get("processes") or os.cpu_count() or 1
-    ctx.log(f"scoring with {recipe_row} in {processes} processes")
+def rescore(rollouts, recipe_row: RewardRecipe, ctx, *, processes: int | None = None, timeout_s: float = 30.0,
+            only_correctness: bool = False) -> int:
+    """Score `rollouts` with `recipe_row` in batches across processes, reporting progress to the job's `ctx`;
+    returns how many were scored. `only_correctness` rewrites is_correct alone, keeping the rewards the
+    rollouts came with (an ingest whose source's score does not say right or wrong)."""
+    rollouts = rollouts.select_related("prompt").order_by("id")
+    processes = processes or os.cpu_count() or 1
+    ctx.log(f"scoring with {recipe_row} in {processes} processes" + (" (correctness only)" if only_correctness else ""))
+    fields = ["is_correct"] if only_correctness else SCORED_FIELDS
     last_id, scored = 0, 0
-    with ScoringPool(recipe_row.spec, processes=processes, timeout_s=params.get("timeout_s") or 30.0) as pool:
+    with ScoringPool(recipe_row.spec, processes=processes, timeout_s=timeout_s) as pool:
         while batch := list(rollouts.filter(id__gt=last_id)[:BATCH]):
             results = pool.map(sample_for(r.prompt, r.completion, r.finish_reason) for r in batch)
             for rollout, result in zip(batch, results):
+                if only_correctness:
+                    rollout.is_correct = reward_columns(result)["is_correct"]
+                    continue
                 for name, value in reward_columns(result).items():
                     setattr(rollout, name, value)
                 rollout.reward_recipe = recipe_row
-            Rollout.objects.bulk_update(batch, SCORED_FIELDS)
+            Rollout.objects.bulk_update(batch, fields)
             scored += len(batch)
             last_id = batch[-1].id
             ctx.progress(scored)
             ctx.check_cancelled()
+    return scored
+
+
+@job_kind("score_rollouts", "Score rollouts", ScoreParamsForm, queue=ModelVersion.queue_for)
+def run_scoring(ctx) -> dict:
+    params = ctx.params
+    recipe_row = RewardRecipe.objects.get(pk=params["recipe"])
+    rollouts = filtered_rollouts(params)
+    ctx.progress(0, rollouts.count())
+    scored = rescore(rollouts, recipe_row, ctx, processes=params.get("processes"),
+                     timeout_s=params.get("timeout_s") or 30.0)
     summary = filtered_rollouts(params).filter(reward_recipe=recipe_row).aggregate(mean_reward=Avg("total_reward"))
     correct = filtered_rollouts(params).filter(reward_recipe=recipe_row, is_correct=True).count()
     return {"scored": scored, "mean_reward": summary["mean_reward"], "correct": correct, "recipe": str(recipe_row)}

@@ -1,3 +1,5 @@
+import uuid
+from pathlib import Path
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import permission_required
@@ -6,13 +8,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django_htmx.http import push_url
 
 from apps.core.counting import fast_count
-from apps.core.uploads import save_upload
+from apps.core.uploads import discard_upload, save_upload
 from apps.datasets.models import Dataset
 from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.rollouts import groups
 from apps.rollouts.browse import RolloutFilterForm
-from apps.rollouts.ingest import IngestUploadForm
+from apps.rollouts.ingest import IngestFileError, IngestUploadForm, detect_ingest_format, preview_source
 from apps.rollouts.models import Rollout
 from apps.rollouts.rendering import render_markdown, shown_text
 from workers.rewards.shape import flag_labels
@@ -127,24 +129,49 @@ def _query_without(params, *names) -> str:
     return urlencode([(key, value) for key, value in params.items() if value != "" and key not in names])
 
 
+HELD_UPLOADS = "ingest_uploads"  # session key: preview token → the upload it previewed (path, name)
+
+
 @permission_required("rollouts.add_rollout", raise_exception=True)
 def rollout_ingest(request):
-    """Upload rollouts from another trainer; an ingest_rollouts job validates and writes them."""
+    """Upload rollouts from another trainer: a preview of what each column becomes, then (with the options
+    checked) an ingest_rollouts job that validates and writes them."""
+    held_uploads = request.session.get(HELD_UPLOADS, {})
+    token = request.POST.get("upload", "")
+    held = held_uploads.get(token)
+    preview = None
     if request.method == "POST":
-        form = IngestUploadForm(request.POST, request.FILES)
+        form = IngestUploadForm(request.POST, request.FILES, held=held is not None)
         upload_error = getattr(request, "upload_error", None)
         if upload_error:
             form.add_error("file", upload_error)
         elif form.is_valid():
             data = form.cleaned_data
-            params = {"dataset": data["dataset"].pk, "path": str(save_upload(data["file"])), "format": data["format"],
-                      "partial": data["partial"], "model_name": data["model_name"]}
-            job = launching.launch_for_form(request, form, "ingest_rollouts", params,
-                                  label=f"Ingest {data['file'].name} into {data['dataset'].name}")
-            if job:
-                return redirect("job_detail", pk=job.pk)
+            if data["file"]:  # a new file replaces the one held
+                if held:
+                    discard_upload(held["path"])
+                token, held = uuid.uuid4().hex, {"path": str(save_upload(data["file"])), "name": data["file"].name}
+                held_uploads[token] = held
+            path = Path(held["path"])
+            fmt = data["format"] or detect_ingest_format(path)
+            if request.POST.get("action") == "ingest":
+                job = launching.launch_for_form(request, form, "ingest_rollouts", form.job_params(path, fmt),
+                                                label=f"Ingest {held['name']} into {data['dataset'].name}")
+                if job:  # the job owns the upload now, and deletes it when it ends
+                    held_uploads.pop(token, None)
+                    request.session[HELD_UPLOADS] = held_uploads
+                    return redirect("job_detail", pk=job.pk)
+            else:
+                try:
+                    preview = preview_source(path, fmt, **form.preview_options())
+                except IngestFileError as exc:
+                    form.add_error("file", str(exc))
+                    discard_upload(held_uploads.pop(token)["path"])
+                    token, held = "", None
+            request.session[HELD_UPLOADS] = held_uploads
     else:
         form = IngestUploadForm(initial={"dataset": Dataset.objects.filter(name=request.GET.get("dataset")).first()})
     recent = Job.objects.filter(kind="ingest_rollouts").select_related("created_by")[:5]
-    status = 400 if request.method == "POST" else 200
-    return render(request, "rollouts/ingest.html", {"form": form, "recent": recent}, status=status)
+    status = 400 if request.method == "POST" and not form.is_valid() else 200
+    context = {"form": form, "recent": recent, "preview": preview, "upload": token if held else "", "held": held}
+    return render(request, "rollouts/ingest.html", context, status=status)

@@ -185,7 +185,8 @@ def test_a_verl_dump_folder_maps_its_fields(dataset, tmp_path):
     assert right.prompt_text == f"system\nYou are a helpful assistant.\nuser\n{q}\nassistant\n"
     assert (right.completion, right.total_reward, right.is_correct) == ("2 + 2 = 4", 1.0, True)
     assert (wrong.sample_index, wrong.total_reward, wrong.is_correct) == (1, -1.0, False)
-    assert wrong.rewards == {"score": {"value": -1.0, "weight": 1.0, "details": {"acc": False, "pred": "5"}}}
+    assert wrong.rewards == {"score": {"value": -1.0, "weight": 1.0, "details": {}}}
+    assert wrong.metadata == {"acc": False, "pred": "5"}  # the reward function's extra info, filterable
     assert sorted(Rollout.objects.filter(prompt=apples).values_list("step", flat=True)) == [1, 1, 2, 10]
 
 
@@ -470,11 +471,13 @@ def test_a_failed_job_says_which_line_and_lands_nothing(dataset, tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_the_upload_page_launches_a_job_that_a_worker_runs(celery_worker, admin_client, dataset, users, tmp_path):
     content = "".join(json.dumps(ours(i)) + "\n" for i in range(20)).encode()
+    options = {"dataset": dataset.pk, "format": "", "partial": "on", "model_name": "external-model"}
     with override_settings(UPLOAD_DIR=tmp_path):
-        response = admin_client.post(reverse("rollout_ingest"), {
-            "file": SimpleUploadedFile("run.jsonl", content), "dataset": dataset.pk, "format": "",
-            "partial": "on", "model_name": "external-model",
-        })
+        preview = admin_client.post(reverse("rollout_ingest"), {"file": SimpleUploadedFile("run.jsonl", content),
+                                                                **options})
+        assert preview.status_code == 200 and "Ingest 20 records" in preview.content.decode()
+        response = admin_client.post(reverse("rollout_ingest"), {"upload": preview.context["upload"],
+                                                                 "action": "ingest", **options})
     job = Job.objects.get(kind="ingest_rollouts")
     assert response.status_code == 302 and response.url == reverse("job_detail", args=[job.pk])
     assert (job.params["format"], job.params["partial"], job.created_by) == ("jsonl", True, users["admin"])

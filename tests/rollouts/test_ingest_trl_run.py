@@ -83,3 +83,27 @@ def test_a_lone_log_file_without_its_run_needs_the_reward_columns_named(trl_run,
     assert Rollout.objects.count() == 0
     named = ingest(lone, "trl", dataset, reward_columns="brevity=2, has_digit=0.5")
     assert named.landed > 0 and set(Rollout.objects.first().metadata) == {"n_chars", "pred"}
+
+
+def test_the_preview_of_trls_output_dir_says_what_each_column_becomes(trl_run, tmp_path):
+    from apps.rollouts.ingest import preview_source
+
+    preview = preview_source(trl_run, "trl")
+    roles = {c.column: c.becomes for c in preview.columns}
+    assert roles == {"step": "step", "prompt": "the question (found in the rendered prompt) and prompt text",
+                     "completion": "completion (a chat message's reasoning_content: reasoning)",
+                     "brevity": "reward component ×2", "has_digit": "reward component ×0.5",
+                     "n_chars": "metadata", "pred": "metadata", "advantage": "advantage"}
+    assert preview.metadata_columns == ["n_chars", "pred"] and not preview.problems
+    first = pd.read_parquet(sorted((trl_run / "completions").glob("*.parquet"))[0]).iloc[0]
+    assert preview.samples[0]["total_reward"] == pytest.approx(2.0 * first.brevity + 0.5 * first.has_digit)
+    assert preview.records == sum(len(pd.read_parquet(p)) for p in (trl_run / "completions").glob("*.parquet"))
+    assert "only the last generation batch" in preview.notes[0]
+
+    lone = tmp_path / "completions_00001.parquet"
+    lone.write_bytes((trl_run / "completions" / "completions_00001.parquet").read_bytes())
+    unknown = preview_source(lone, "trl")
+    assert "name the reward columns" in unknown.problems[0] and not unknown.samples
+    assert {c.column for c in unknown.columns} >= {"brevity", "has_digit", "n_chars", "pred"}
+    typo = preview_source(lone, "trl", reward_columns="brevity=2, has_digits=0.5")
+    assert typo.problems[0] == "reward columns not in the log: has_digits"

@@ -16,7 +16,8 @@ Three source formats, each a mapping from the source's fields to a Rollout:
 The source's own verdict lands in ``source_correct`` as well as ``is_correct``; scoring rewrites only
 the latter. The same source landed twice in a dataset lands nothing the second time, unless forced.
 Modules: ``readers`` (files, folders, formats), ``mappers`` (one per source), ``questions`` (the
-question inside a rendered prompt), ``writer`` (the two passes), ``forms`` (the options and the job).
+question inside a rendered prompt), ``writer`` (the two passes), ``preview`` (the column mapping shown
+before anything lands), ``forms`` (the options and the job).
 
 Like the prompt import (apps.datasets.importing, whose readers this reuses): every record is
 validated first and errors name the line (row, for Parquet) and the field; then everything lands in
@@ -31,12 +32,14 @@ the same file, and the rollout unique key (job, prompt, step, sample_index) skip
 from apps.rollouts.ingest.errors import IngestFileError, IngestValidationError
 from apps.rollouts.ingest.forms import IngestOptionsForm, IngestParamsForm, IngestUploadForm, run_ingest
 from apps.rollouts.ingest.mappers import FORMATS, MAPPERS
+from apps.rollouts.ingest.preview import IngestPreview, preview_source
 from apps.rollouts.ingest.questions import extract_question, render_chat, template_affixes
 from apps.rollouts.ingest.readers import count_source, detect_ingest_format, read_source, source_files
 from apps.rollouts.ingest.writer import IngestResult, ingest_file
 
 __all__ = [
-    "FORMATS", "MAPPERS", "IngestFileError", "IngestOptionsForm", "IngestParamsForm", "IngestResult",
-    "IngestUploadForm", "IngestValidationError", "count_source", "detect_ingest_format", "extract_question",
-    "ingest_file", "read_source", "render_chat", "run_ingest", "source_files", "template_affixes",
+    "FORMATS", "MAPPERS", "IngestFileError", "IngestOptionsForm", "IngestParamsForm", "IngestPreview",
+    "IngestResult", "IngestUploadForm", "IngestValidationError", "count_source", "detect_ingest_format",
+    "extract_question", "ingest_file", "preview_source", "read_source", "render_chat", "run_ingest", "source_files",
+    "template_affixes",
 ]

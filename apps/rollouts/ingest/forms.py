@@ -4,11 +4,12 @@ from django import forms
 
 from apps.datasets.importing import ServerPathForm
 from apps.datasets.models import Dataset
-from apps.jobs.kinds import job_kind
+from apps.jobs.kinds import job_kind, jsonable
 from apps.rollouts.ingest.errors import IngestFileError
 from apps.rollouts.ingest.mappers import FORMATS, VERL_CORRECT_SCORE
 from apps.rollouts.ingest.readers import detect_ingest_format
 from apps.rollouts.ingest.writer import ingest_file, parse_reward_columns
+from apps.rollouts.models import RewardRecipe
 
 
 class IngestOptionsForm(forms.Form):
@@ -42,6 +43,12 @@ class IngestOptionsForm(forms.Form):
                   "for right, 0.0 for wrong)",
     )
 
+    correct_recipe = forms.ModelChoiceField(
+        queryset=RewardRecipe.objects.all(), required=False, label="Correct by recipe",
+        help_text="Decide right and wrong by scoring each rollout with this recipe instead (against the "
+                  "reference answer); the source's rewards stay, and its own verdict is kept as source_correct",
+    )
+
     def clean_reward_columns(self):
         text = self.cleaned_data.get("reward_columns", "")
         try:
@@ -63,10 +70,33 @@ class IngestParamsForm(ServerPathForm, IngestOptionsForm):
 
 
 class IngestUploadForm(IngestOptionsForm):
-    """The browser side of an ingest: the file plus the options."""
+    """The browser side of an ingest: the file plus the options. Once a file is previewed, the page holds
+    it (`held`) and the form may come back without one, with options changed."""
 
-    file = forms.FileField(help_text="JSONL (ours or a verl dump) or a TRL completions_*.parquet log")
+    file = forms.FileField(required=False,
+                           help_text="JSONL (ours or a verl dump) or a TRL completions_*.parquet log")
     field_order = ("file",)
+
+    def __init__(self, *args, held: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held = held
+
+    def clean_file(self):
+        file = self.cleaned_data.get("file")
+        if not file and not self.held:
+            raise forms.ValidationError("Choose a file to ingest.")
+        return file
+
+    def job_params(self, path, fmt: str) -> dict:
+        """The ingest_rollouts job's parameters: the held upload, its format, and every option."""
+        options = {name: jsonable(value) for name, value in self.cleaned_data.items() if name not in {"file", "format"}}
+        return {**options, "path": str(path), "format": fmt}
+
+    def preview_options(self) -> dict:
+        """The options a preview of the file depends on."""
+        data = self.cleaned_data
+        return {"instruction": data["instruction"], "correct_score": data["correct_score"],
+                "reward_columns": data["reward_columns"], "correct_recipe": str(data["correct_recipe"] or "")}
 
 
 @job_kind("ingest_rollouts", "Ingest rollouts", IngestParamsForm, own_page="rollout_ingest")
@@ -76,5 +106,6 @@ def run_ingest(ctx) -> dict:
                          partial=params.get("partial", False), model_name=params.get("model_name", ""),
                          instruction=params.get("instruction", ""),
                          correct_score=params.get("correct_score", VERL_CORRECT_SCORE),
-                         force=params.get("force", False), reward_columns=params.get("reward_columns", ""))
+                         force=params.get("force", False), reward_columns=params.get("reward_columns", ""),
+                         correct_recipe=params.get("correct_recipe"))
     return result.job_summary()

@@ -41,6 +41,7 @@ class SourceOptions:
     instructions: tuple[str, ...] = VERL_INSTRUCTIONS
     correct_score: float = VERL_CORRECT_SCORE
     reward_weights: dict[str, float] | None = None  # TRL: which columns are reward functions, and their weights
+    correct_recipe: str = ""  # a recipe that decides is_correct after landing, instead of the source's score
 
     def question(self, text: str) -> str:
         for instruction in self.instructions:
@@ -274,19 +275,19 @@ def map_verl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | Non
     else:
         reference = f.text("gts", limit=MAX_QUESTION_CHARS).strip()
     # The score is the total; the reward function's other numbers are kept beside it with weight 0
-    # (already inside the score), its other values (pred, request_id, ...) as the score's details.
-    rewards, details = {}, {}
+    # (already inside the score), its other values (acc, pred, request_id, ...) as metadata.
+    rewards, metadata = {}, {}
     for key, value in record.items():
         if key in VERL_COLUMNS:
             continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_number(value):
             number = f.number(key, value=value)
             if number is not None:
                 rewards[key] = {"value": number, "weight": 0.0, "details": {}}
         else:
-            details[key] = value
+            metadata[key] = _json_value(value)
     if score is not None:
-        rewards = {"score": {"value": score, "weight": 1.0, "details": details}, **rewards}
+        rewards = {"score": {"value": score, "weight": 1.0, "details": {}}, **rewards}
     acc = record.get("acc")
     sample = {
         "question": question,
@@ -301,9 +302,13 @@ def map_verl(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | Non
         "is_correct": _verl_correct(acc, rewards, score, how),
         "format_ok": _flag_from_rewards(rewards, FORMAT_NAME),
         **NOT_LOGGED,
-        "metadata": {},
+        "metadata": metadata,
     }
     return (None, f.errors) if f.errors else (sample, [])
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _verl_correct(acc, rewards: dict, score: float | None, how: SourceOptions) -> bool | None:
@@ -317,3 +322,42 @@ def _verl_correct(acc, rewards: dict, score: float | None, how: SourceOptions) -
 
 
 MAPPERS: dict[str, Callable] = {"jsonl": map_ours, "trl": map_trl, "verl": map_verl}
+
+
+# ---- what each source column becomes, for the preview shown before anything lands ------------
+
+OURS_ROLES = {"prompt": "the question (matched in the dataset, or a new prompt)",
+              "rewards": "reward components (value × weight)",
+              "total_reward": "total reward (else the weighted sum of the components)"}
+
+
+def column_role(fmt: str, column: str, example, how: SourceOptions) -> str:
+    """What a source column becomes in R1 Studio, in words; `example` is a value of it (its type matters
+    for verl's extras)."""
+    if fmt == "jsonl":
+        if column in OURS_FIELDS:
+            return OURS_ROLES.get(column, column)
+    elif fmt == "trl":
+        roles = {"step": "step", "prompt": "the question (found in the rendered prompt) and prompt text",
+                 "completion": "completion (a chat message's reasoning_content: reasoning)", "advantage": "advantage"}
+        if column in roles:
+            return roles[column]
+        if how.reward_weights is None:
+            return "reward function or metadata? name the reward columns"
+        if column in how.reward_weights:
+            return f"reward component ×{how.reward_weights[column]:g}"
+    elif fmt == "verl":
+        if column == "score":
+            verdict = "is_correct from the recipe chosen" if how.correct_recipe else \
+                f"is_correct when ≥ {how.correct_score:g} (unless an acc is logged)"
+            return f"total reward; {verdict}"
+        roles = {"input": "the question (chat roles and instruction removed) and prompt text",
+                 "output": "completion", "gts": "reference answer", "step": "step (groups: same step and prompt)"}
+        if column in roles:
+            return roles[column]
+        inside = "reward component ×0 (already inside the score)"
+        if column == "acc":
+            return "is_correct (the reward function's verdict); " + (inside if _is_number(example) else "metadata")
+        if _is_number(example):
+            return inside
+    return "metadata"

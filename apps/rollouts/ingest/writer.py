@@ -16,8 +16,9 @@ from apps.rollouts.ingest.errors import IngestFileError, IngestValidationError
 from apps.rollouts.ingest.mappers import FORMATS, MAPPERS, VERL_CORRECT_SCORE, VERL_INSTRUCTIONS, SourceOptions
 from apps.rollouts.ingest.questions import template_affixes
 from apps.rollouts.ingest.readers import count_source, first_columns, read_source, source_digest, trl_reward_weights
-from apps.rollouts.models import Rollout
+from apps.rollouts.models import RewardRecipe, Rollout
 from apps.rollouts.rows import rollout_row
+from apps.rollouts.scoring import rescore
 
 MAX_REJECTED_KEPT = 1000  # IngestResult.rejected; rejected_count counts them all
 MAX_IGNORED_FIELDS = 50
@@ -39,6 +40,7 @@ class IngestResult:
     ignored_fields: list[str] = field(default_factory=list)  # source fields with no Rollout column
     reward_columns: dict[str, float] = field(default_factory=dict)  # TRL: the reward functions and their weights
     source_sha256: str = ""
+    correct_rule: str = ""  # how is_correct was decided
     already_ingested_by: int | None = None  # the earlier job that landed the same source: nothing landed now
 
     def as_dict(self) -> dict:
@@ -66,12 +68,17 @@ def parse_reward_columns(text: str) -> dict[str, float]:
     return weights
 
 
-def _reward_weights(path: Path, named: str, ctx) -> dict[str, float]:
-    """The TRL log's reward columns: as the user named them, else from the run's trainer_state.json."""
+def reward_weights_for(path: Path, named: str) -> tuple[dict[str, float] | None, str]:
+    """The TRL log's reward columns and where they came from: as the user named them, else from the run's
+    trainer_state.json; (None, "") when neither says."""
     if named.strip():
-        weights, source = parse_reward_columns(named), "as named"
-    else:
-        weights, source = trl_reward_weights(path), "from the run's trainer_state.json"
+        return parse_reward_columns(named), "as named"
+    weights = trl_reward_weights(path)
+    return (weights, "from the run's trainer_state.json") if weights else (None, "")
+
+
+def _reward_weights(path: Path, named: str, ctx) -> dict[str, float]:
+    weights, source = reward_weights_for(path, named)
     if not weights:
         try:
             columns = ", ".join(first_columns(path)) or "none"
@@ -84,6 +91,17 @@ def _reward_weights(path: Path, named: str, ctx) -> dict[str, float]:
     ctx.log(f"reward functions {source}: " + ", ".join(f"{name} ×{w:g}" for name, w in weights.items())
             + "; every other column is kept as metadata")
     return weights
+
+
+def correct_rule(fmt: str, how: SourceOptions) -> str:
+    """How an ingest decides is_correct, in words, for the job's result."""
+    if how.correct_recipe:
+        return f"scored with {how.correct_recipe} (the source's own verdict is kept as source_correct)"
+    if fmt == "verl":
+        return f"the reward function's acc where logged, else score ≥ {how.correct_score:g}"
+    if fmt == "trl":
+        return "a reward column named like accuracy or correct, above 0"
+    return "the record's is_correct, else a reward component named like accuracy or correct, above 0"
 
 
 def _earlier_ingest(dataset: Dataset, digest: str, job: Job) -> int | None:
@@ -189,20 +207,23 @@ def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dic
 
 def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False, model_name: str = "",
                 instruction: str = "", correct_score: float = VERL_CORRECT_SCORE, force: bool = False,
-                reward_columns: str = "") -> IngestResult:
+                reward_columns: str = "", correct_recipe: int | None = None) -> IngestResult:
     """Validate every record of `path` (format `fmt`), then write its rollouts under `ctx.job`, all or nothing.
 
     The body of the ingest_rollouts job, whoever launched it (the upload page, the API, the command line):
     `ctx` is its JobContext (progress, log, cancel). Raises IngestFileError for a file that cannot be read,
     IngestValidationError for bad records unless `partial`. A source that an earlier job already landed in
-    `dataset` lands nothing and the result names that job, unless `force`.
+    `dataset` lands nothing and the result names that job, unless `force`. With `correct_recipe` (a
+    RewardRecipe id), is_correct is decided by scoring the landed rollouts with it; their rewards stay the
+    source's, and source_correct keeps what the source's own score said.
     """
     path, job = Path(path), ctx.job
     if fmt not in MAPPERS:
         raise IngestFileError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     mapper = MAPPERS[fmt]
+    recipe = RewardRecipe.objects.get(pk=correct_recipe) if correct_recipe else None
     how = SourceOptions(affixes=tuple(template_affixes()), instructions=(*VERL_INSTRUCTIONS, instruction.strip()),
-                        correct_score=correct_score,
+                        correct_score=correct_score, correct_recipe=str(recipe or ""),
                         reward_weights=_reward_weights(path, reward_columns, ctx) if fmt == "trl" else None)
     counted = count_source(path, fmt)
     total = 2 * counted if counted is not None else None  # two passes: validate, then write
@@ -210,7 +231,7 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
     ctx.log(f"validating {path.name} ({fmt}) for dataset {dataset.name}")
 
     result = IngestResult(job_id=job.pk, source_sha256=source_digest(path, fmt),
-                          reward_columns=how.reward_weights or {})
+                          reward_columns=how.reward_weights or {}, correct_rule=correct_rule(fmt, how))
     earlier = None if force else _earlier_ingest(dataset, result.source_sha256, job)
     if earlier is not None:
         result.already_ingested_by = earlier
@@ -277,6 +298,10 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
                      rejected_count=result.rejected_count, duplicates=result.duplicates, format=fmt, file=path.name,
                      dataset=dataset.name)
     ctx.progress(2 * result.records, 2 * result.records)
+    if recipe is not None:
+        landed = Rollout.objects.filter(job=job)
+        ctx.progress(0, landed.count())
+        rescore(landed, recipe, ctx, only_correctness=True)
     ctx.log(f"landed {result.landed} rollouts; {result.duplicates} duplicates in the file, "
             f"{result.already_stored} already stored, {result.rejected_count} rejected")
     return result
