@@ -189,10 +189,20 @@ JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
 JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 60.0, minimum=1.0)
 if JOB_STALE_SECONDS <= 2 * JOB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("JOB_STALE_SECONDS must be more than twice JOB_HEARTBEAT_SECONDS")
+_REAPER_INTERVAL = env_float("JOB_REAPER_INTERVAL_SECONDS", 30.0, minimum=0.5)
+# An upload previewed and never ingested (or whose job was deleted) is removed after this long.
+UPLOAD_MAX_AGE_SECONDS = env_float("R1_UPLOAD_MAX_AGE_HOURS", 24.0, minimum=0.01) * 3600
 CELERY_BEAT_SCHEDULE = {
+    # Each run expires when the next is due: a worker that was busy or away does not run a backlog of them.
     "reap-stale-jobs": {
         "task": "apps.jobs.tasks.reap_stale_jobs",
-        "schedule": env_float("JOB_REAPER_INTERVAL_SECONDS", 30.0, minimum=0.5),
+        "schedule": _REAPER_INTERVAL,
+        "options": {"expires": _REAPER_INTERVAL},
+    },
+    "sweep-stale-uploads": {
+        "task": "apps.jobs.tasks.sweep_stale_uploads",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 

@@ -1,5 +1,6 @@
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -69,6 +70,21 @@ def discard_upload(path) -> bool:
         return False  # a server path or something else: never ours to delete
     shutil.rmtree(folder, ignore_errors=True)
     return True
+
+
+def sweep_stale_uploads(max_age_s: float, keep: set[str]) -> int:
+    """Delete upload folders older than `max_age_s` whose file is not in `keep` (the paths of jobs still to
+    run): a file previewed and never ingested. Returns how many folders went."""
+    uploads = settings.UPLOAD_DIR
+    if not uploads.is_dir():
+        return 0
+    keep_folders = {Path(path).resolve().parent for path in keep}
+    cutoff, removed = time.time() - max_age_s, 0
+    for folder in uploads.iterdir():
+        if folder.is_dir() and folder.resolve() not in keep_folders and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def private_folder(path: Path) -> Path:

@@ -65,6 +65,23 @@ def test_a_server_path_is_never_deleted(uploads, tmp_path):
     assert path.read_bytes() == PROMPTS
 
 
+@pytest.mark.django_db
+def test_uploads_previewed_and_never_ingested_are_swept_after_a_day(uploads, settings):
+    import os
+    import time
+
+    from apps.jobs.tasks import sweep_stale_uploads
+
+    abandoned, waiting, fresh = (save_upload(SimpleUploadedFile(f"{n}.jsonl", PROMPTS)) for n in "awf")
+    day_ago = time.time() - 25 * 3600
+    for path in (abandoned, waiting):
+        os.utime(path.parent, (day_ago, day_ago))
+    dataset = Dataset.objects.create(name="swept")
+    launching.launch("import_prompts", {"dataset": dataset.pk, "path": str(waiting)}, enqueue=False)  # queued
+    assert sweep_stale_uploads() == 1
+    assert (abandoned.exists(), waiting.exists(), fresh.exists()) == (False, True, True)
+
+
 def test_the_embedded_sqlite_file_is_this_users_only(tmp_path, django_db_blocker):
     name = tmp_path / "db.sqlite3"
     connection = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(name)}})["default"]

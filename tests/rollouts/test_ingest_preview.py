@@ -15,8 +15,8 @@ from apps.rollouts.ingest import preview_source
 from apps.rollouts.models import RewardRecipe, Rollout
 from tests.api.test_api import Api
 from tests.conftest import write_jsonl
-from tests.rollouts.test_ingest import ingest, verl_gsm8k_record, verl_record
 from tests.rollout_factory import add_prompt
+from tests.rollouts.test_ingest import ingest, verl_gsm8k_record, verl_record
 
 pytestmark = pytest.mark.django_db
 
