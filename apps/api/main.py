@@ -19,8 +19,11 @@ missing permission in `permission`.
 
 **Errors** are JSON `{"detail": ...}`; a 422's detail is a list of `{"loc", "msg", "type"}` naming each bad field.
 
-**Lists** are keyset pages: `{"items": [...], "next": cursor}`; pass `next` as `?after=` for the next page
-(null on the last page).
+**Lists** are keyset pages: `{"items": [...], "next": cursor, "total": n, "total_is_estimate": bool}`; pass
+`next` as `?after=` for the next page (null on the last page). `total` counts the whole list, every page, the
+way the rollout browser counts: exact when Postgres can count it within a quarter of a second, otherwise
+Postgres' planner estimate, and then `total_is_estimate` is true (an unfiltered rollout list is always
+estimated: the table may hold hundreds of millions of rows).
 """
 
 

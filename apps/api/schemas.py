@@ -60,6 +60,15 @@ class PermissionErrorOut(ErrorOut):
     permission: str = Field(description="The permission the caller lacks, app_label.codename")
 
 
+class Page(Schema):
+    """What every list returns beside its items."""
+
+    next: str | None = Field(description="Pass as ?after= for the next page; null on the last page")
+    total: int = Field(description="Rows in the whole list (every page, not only those after the cursor)")
+    total_is_estimate: bool = Field(description="True when `total` is Postgres' planner estimate: the exact count "
+                                                "took too long (or the list is a whole large table)")
+
+
 class PageQuery(Schema):
     after: Text | None = Field(None, max_length=200, description="The `next` cursor of the previous page")
     limit: Limit = 50
@@ -86,9 +95,8 @@ class DatasetDetailOut(DatasetOut):
     version_count: int
 
 
-class DatasetPage(Schema):
+class DatasetPage(Page):
     items: list[DatasetOut]
-    next: str | None = Field(description="Pass as ?after= for the next page; null on the last page")
 
 
 class DatasetIn(Schema):
@@ -119,9 +127,8 @@ class VersionOut(Schema):
         return obj.created_by.username if obj.created_by_id else None
 
 
-class VersionPage(Schema):
+class VersionPage(Page):
     items: list[VersionOut]
-    next: str | None
 
 
 class FreezeIn(Schema):
@@ -185,9 +192,8 @@ class PromptOut(Schema):
         return obj.dataset.name
 
 
-class PromptPage(Schema):
+class PromptPage(Page):
     items: list[PromptOut]
-    next: str | None
 
 
 class PromptQuery(PageQuery):
@@ -277,9 +283,8 @@ class RolloutOut(Schema):
         return obj.model_version_id
 
 
-class RolloutPage(Schema):
+class RolloutPage(Page):
     items: list[RolloutOut]
-    next: str | None
 
 
 # ----- reward recipes
@@ -311,9 +316,8 @@ class RecipeOut(Schema):
         return obj.version == obj.newest_version
 
 
-class RecipePage(Schema):
+class RecipePage(Page):
     items: list[RecipeOut]
-    next: str | None
 
 
 class RecipeQuery(PageQuery):
@@ -393,9 +397,8 @@ class IngestAcceptedOut(JobOut):
                                                   "metadata (the command line reports the same)")
 
 
-class JobPage(Schema):
+class JobPage(Page):
     items: list[JobOut]
-    next: str | None
 
 
 class JobQuery(PageQuery):
@@ -458,9 +461,8 @@ class AnnotationOut(Schema):
         return obj.annotator.username
 
 
-class AnnotationPage(Schema):
+class AnnotationPage(Page):
     items: list[AnnotationOut]
-    next: str | None
 
 
 class AnnotationQuery(PageQuery):

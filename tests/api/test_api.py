@@ -168,6 +168,21 @@ class TestSchema:
                 assert operation["security"] == [{"TokenAuth": []}]
                 assert "401" in operation["responses"]
 
+    def test_every_list_documents_its_total(self, client):
+        schema = client.get("/api/openapi.json").json()
+        components = schema["components"]["schemas"]
+        lists = []
+        for path, operations in schema["paths"].items():
+            ref = operations.get("get", {}).get("responses", {}).get("200", {}).get("content", {}).get(
+                "application/json", {}).get("schema", {}).get("$ref", "")
+            properties = components.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+            if {"items", "next"} <= set(properties):
+                lists.append(path)
+                assert properties["total"]["type"] == "integer", path
+                assert properties["total_is_estimate"]["type"] == "boolean", path
+        assert sorted(lists) == ["/api/annotations", "/api/datasets", "/api/datasets/{name}/versions", "/api/jobs",
+                                 "/api/prompts", "/api/recipes", "/api/rollouts"]
+
     def test_the_docs_page_loads_nothing_from_outside(self, client):
         page = client.get("/api/docs")
         assert page.status_code == 200
@@ -203,8 +218,10 @@ class TestDatasets:
         add_prompt(dataset, "How many clips did Natalia sell?")
         add_prompt(dataset, "What is the area of a circle of radius 2?")
         viewer = api_as("viewer")
-        found = viewer.get("/prompts", {"dataset": "gsm-mini", "q": "clips"}).json()["items"]
-        assert [p["question"] for p in found] == ["How many clips did Natalia sell?"]
+        found = viewer.get("/prompts", {"dataset": "gsm-mini", "q": "clips"}).json()
+        assert [p["question"] for p in found["items"]] == ["How many clips did Natalia sell?"]
+        assert (found["total"], found["total_is_estimate"]) == (1, False)
+        assert viewer.get("/prompts", {"dataset": "gsm-mini", "limit": 1}).json()["total"] == 2
         assert viewer.get("/prompts", {"dataset": "other"}).json()["items"] == []
         assert viewer.get("/prompts", {"after": "not-a-cursor"}).status_code == 422
 
@@ -277,6 +294,7 @@ class TestRollouts:
                 response = viewer.get("/rollouts", params | ({"after": after} if after else {}))
                 assert response.status_code == 200, response.content
                 body = response.json()
+                assert (body["total"], body["total_is_estimate"]) == (23, False)  # the whole list, on every page
                 seen += body["items"]
                 pages += 1
                 after = body["next"]

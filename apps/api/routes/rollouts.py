@@ -20,4 +20,6 @@ def list_rollouts(request, query: Query[RolloutQuery]):
     if not form.is_valid():
         raise ApiError(422, form_errors(form, "query"))
     field, descending = SORTS[form.cleaned_data["sort"] or "newest"]
-    return page(form.rollouts(), query.after, query.limit, field=field, descending=descending)
+    # As the browser counts: a filter is counted (exact within the time budget), the whole table estimated.
+    return page(form.rollouts(), query.after, query.limit, field=field, descending=descending,
+                filtered=form.is_filtered())
