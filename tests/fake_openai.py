@@ -1,8 +1,12 @@
 """A small OpenAI-compatible server (stdlib ThreadingHTTPServer, port 0) for tests.
 
 Each test sets its behaviour: a script of answers for the next requests (an error
-status, a hang, a malformed body), then normal completions. It records every request
-and the most requests it had in flight at once.
+status, a hang, a malformed body, a stream of events, cut off or not), then normal
+completions. A request with `"stream": true` gets its answer as server-sent events. It can
+refuse parameters (as DeepSeek's reasoner refuses logprobs) and have no /completions
+endpoint (a chat-only API). It records every request and the most requests it had in
+flight at once; an empty POST body (the launch form's endpoint probe) is answered as a
+real server would and not counted among posts().
 """
 
 import json
@@ -23,6 +27,8 @@ class FakeServer:
         self.finish_reasons = ["stop"]
         self.models = [{"id": MODEL, "object": "model", "max_model_len": 4096}]
         self.drop_idle = False  # close each connection after answering, without saying so
+        self.refuses = {}  # parameter -> the error object of the 400 a request carrying it gets
+        self.no_completions = None  # a chat-only server: /v1/completions answers this status (404 or 405)
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
@@ -35,7 +41,11 @@ class FakeServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def posts(self) -> list[dict]:
-        return [r for r in self.requests if r["method"] == "POST"]
+        """The completion requests (not the endpoint probes, whose body is empty)."""
+        return [r for r in self.requests if r["method"] == "POST" and r["body"] != {}]
+
+    def probes(self) -> list[dict]:
+        return [r for r in self.requests if r["method"] == "POST" and r["body"] == {}]
 
     def stop(self):
         self.httpd.shutdown()
@@ -66,6 +76,48 @@ class FakeServer:
                           "total_tokens": prompt_tokens + completion_tokens}}
 
 
+def stream_chunks(response: dict, include_usage: bool = True, piece: int = 5) -> list[dict]:
+    """What a server streams for `response`: per choice its text (and reasoning) in pieces of `piece`
+    characters, then its finish_reason; then, with include_usage, one chunk with no choices and the usage.
+    Chat chunks are built with the openai package's ChatCompletionChunk; completion chunks are vLLM's dicts."""
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
+
+    def pieces(text):
+        return [text[i:i + piece] for i in range(0, len(text or ""), piece)]
+
+    def chat_chunk(choices, usage=None):
+        return ChatCompletionChunk(id=response["id"], created=1_700_000_000, model=response["model"],
+                                   object="chat.completion.chunk", choices=choices,
+                                   usage=usage).model_dump(exclude_none=True)
+
+    def text_chunk(index, text, finish_reason=None):
+        return {"id": response["id"], "object": "text_completion", "model": response["model"],
+                "choices": [{"index": index, "text": text, "finish_reason": finish_reason}]}
+
+    chunks = []
+    for choice in response["choices"]:
+        i, reason = choice["index"], choice.get("finish_reason")
+        if "message" in choice:
+            message = choice["message"]
+            chunks.append(chat_chunk([Choice(index=i, delta=ChoiceDelta(role="assistant", content=""))]))
+            chunks += [chat_chunk([Choice(index=i, delta=ChoiceDelta(reasoning_content=p))])
+                       for p in pieces(message.get("reasoning_content"))]
+            chunks += [chat_chunk([Choice(index=i, delta=ChoiceDelta(content=p))]) for p in pieces(message["content"])]
+            chunks.append(chat_chunk([Choice(index=i, delta=ChoiceDelta(), finish_reason=reason)]))
+        else:
+            chunks += [text_chunk(i, p) for p in pieces(choice["text"])] + [text_chunk(i, "", reason)]
+    if include_usage and response.get("usage"):
+        chunks.append(chat_chunk([], response["usage"]) if "message" in response["choices"][0]
+                      else {**text_chunk(0, ""), "choices": [], "usage": response["usage"]})
+    return chunks
+
+
+def sse_events(chunks: list, done: bool = True) -> list:
+    """The events of a stream: DeepSeek's keep-alive comment, the chunks, and `[DONE]` unless told not to."""
+    return [": keep-alive", *chunks, *(["[DONE]"] if done else [])]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -87,22 +139,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, body):
         fake: FakeServer = self.server.fake
+        refusal = self._refusal(fake, body)
         with fake.lock:
             fake.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
                                   "body": body, "client": self.client_address})
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-            action = fake.script.pop(0) if fake.script and body is not None else None
+            action = fake.script.pop(0) if fake.script and body and not refusal else None
         try:
-            status, payload, headers = 200, None, {}
+            status, payload, headers = refusal or (200, None, {})
             if action and action[0] == "hang":
                 time.sleep(action[1])
+            elif action and action[0] in ("stream", "cut"):
+                return self._stream(action[1], cut=action[0] == "cut")
             elif action:
                 status, payload, headers = action
-            elif fake.delay:
+            elif fake.delay and not refusal:
                 time.sleep(fake.delay)
             if payload is None and status == 200:
                 payload = fake.answer(self.path, body)
+                if body and body.get("stream"):
+                    usage = (body.get("stream_options") or {}).get("include_usage", False)
+                    return self._stream(sse_events(stream_chunks(payload, usage)))
             raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():
@@ -116,5 +174,34 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with fake.lock:
                 fake.in_flight -= 1
+
+    def _refusal(self, fake, body):
+        """The error a real server gives this request before generating anything, or None."""
+        if body is None:
+            return None
+        if fake.no_completions and self.path == "/v1/completions":
+            return fake.no_completions, {"error": {"message": "Not Found", "type": "invalid_request_error"}}, {}
+        if body == {}:  # the launch form's probe: a server with the endpoint wants its fields
+            return 400, {"error": {"message": "model: field required; prompt: field required",
+                                   "type": "invalid_request_error", "param": "prompt", "code": None}}, {}
+        refused = [name for name in fake.refuses if name in body]
+        return (400, {"error": fake.refuses[refused[0]]}, {}) if refused else None
+
+    def _stream(self, events, cut=False):
+        """Server-sent events in chunked encoding; `cut` closes the connection without the last chunk."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            text = event if isinstance(event, str) and event.startswith(":") else \
+                f"data: {event if isinstance(event, str) else json.dumps(event)}"
+            raw = f"{text}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+        if cut:
+            self.close_connection = True
+        else:
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 

@@ -12,7 +12,7 @@ from email.utils import formatdate
 
 import pytest
 
-from tests.fake_openai import MODEL
+from tests.fake_openai import MODEL, sse_events, stream_chunks
 from workers.generation.base import (
     BackendError,
     BackendRefused,
@@ -22,8 +22,10 @@ from workers.generation.base import (
 )
 from workers.generation.openai_backend import (
     OpenAIBackend,
+    has_completions_endpoint,
     retry_after_seconds,
     split_tokens,
+    unsupported_param,
 )
 
 
@@ -187,7 +189,13 @@ def test_404_names_the_model(server, make_backend):
     server.script = [(404, {"error": {"message": f"The model `{MODEL}` does not exist."}}, {})]
     backend = make_backend(server.url)
     with pytest.raises(BackendUnavailable, match=f"model '{MODEL}' not found \\(404"):
-        backend.generate(["x"], SamplingParams())
+        backend.generate([[{"role": "user", "content": "x"}]], SamplingParams())
+
+
+def test_404_from_completions_suggests_the_chat_template(server, make_backend):
+    server.no_completions = 404  # a chat-only API, as DeepSeek's
+    with pytest.raises(BackendUnavailable, match="no completions endpoint \\(a chat-only server needs the chat"):
+        make_backend(server.url).generate(["x"], SamplingParams())
 
 
 def test_400_is_not_retried(server, make_backend):
@@ -324,3 +332,218 @@ def test_deepseeks_reasoning_model_answer_lands_as_reasoning_answer_and_reasonin
     assert scored["total"] == 2.0  # R1's chat format, and the boxed answer after the reasoning
     zero = Recipe.from_spec(DEFAULT_RECIPES["r1-zero-math"]).score(Sample(completion.text, reference="72"))
     assert zero["components"]["format"]["value"] == 0.0  # R1-Zero's tags are not R1's chat format
+
+
+# Parameters a server refuses: dropped once, remembered, said in the log
+
+
+def error_object(message: str, param: str | None = None, code: str | None = None) -> dict:
+    from openai.types.shared import ErrorObject
+
+    return ErrorObject(message=message, type="invalid_request_error", param=param, code=code).model_dump()
+
+
+# deepseek-reasoner documents that logprobs and top_logprobs trigger an error; the wording is ours.
+DEEPSEEK_LOGPROBS = error_object("deepseek-reasoner does not support the parameter `logprobs`",
+                                 code="invalid_request_error")
+
+
+def test_a_parameter_deepseeks_reasoner_refuses_is_dropped_and_remembered(server, make_backend):
+    server.refuses = {"logprobs": DEEPSEEK_LOGPROBS}
+    backend = make_backend(server.url, max_concurrency=1, extra_params={"logprobs": True})
+    said = []
+    backend.notice = said.append
+    messages = [[{"role": "user", "content": f"question {i}"}] for i in range(3)]
+    out = backend.generate(messages, SamplingParams(temperature=0.6))
+
+    assert [c[0].text for c in out] == [f"answer 0 to question {i}" for i in range(3)]
+    bodies = [r["body"] for r in server.posts()]
+    assert len(bodies) == 4  # the refused request, it again without logprobs, then the two others
+    assert bodies[0]["logprobs"] is True
+    assert all("logprobs" not in b for b in bodies[1:])  # remembered for the backend's life
+    assert bodies[1] == {k: v for k, v in bodies[0].items() if k != "logprobs"}  # the same request otherwise
+    [notice] = said  # said once
+    assert "does not support the parameter 'logprobs'" in notice and "sending requests without it" in notice
+    assert "deepseek-reasoner does not support" in notice  # with what the server said
+
+
+def test_openais_unsupported_parameter_shape_names_it_in_param(server, make_backend, caplog):
+    server.refuses = {"temperature": error_object(
+        "Unsupported parameter: 'temperature' is not supported with this model.", param="temperature",
+        code="unsupported_parameter")}
+    backend = make_backend(server.url)  # no notice callback: the warning goes to logging
+    [[completion]] = backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams())
+
+    assert completion.text == "answer 0 to hi"
+    assert ["temperature" in r["body"] for r in server.posts()] == [True, False]
+    [warning] = [r.getMessage() for r in caplog.records if "does not support the parameter" in r.getMessage()]
+    assert "'temperature'" in warning
+
+
+def test_several_refused_parameters_are_dropped_one_by_one(server, make_backend):
+    server.refuses = {"logprobs": DEEPSEEK_LOGPROBS,
+                      "top_logprobs": error_object("top_logprobs is not supported for this model")}
+    backend = make_backend(server.url, extra_params={"logprobs": True, "top_logprobs": 2})
+    [[completion]] = backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams())
+
+    assert completion.text == "answer 0 to hi"
+    assert [sorted(set(r["body"]) & {"logprobs", "top_logprobs"}) for r in server.posts()] == [
+        ["logprobs", "top_logprobs"], ["top_logprobs"], []]
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(error_object("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                              "Use 'max_completion_tokens' instead.", param="max_tokens",
+                              code="unsupported_parameter"), id="max_tokens: the cap is never dropped"),
+    pytest.param(error_object("-1 is less than the minimum of 0 - 'temperature'", param="temperature",
+                              code="invalid_value"), id="a value out of range is not unsupported"),
+    pytest.param(error_object("logprobs is not supported"), id="a parameter we did not send"),
+])
+def test_other_400s_stay_refused(server, make_backend, error):
+    server.script = [(400, {"error": error}, {})]
+    backend = make_backend(server.url)
+    with pytest.raises(BackendRefused, match="HTTP 400"):
+        backend.generate(["x"], SamplingParams())
+    assert len(server.posts()) == 1
+
+
+def test_omit_params_leaves_them_out_from_the_start(server, make_backend):
+    backend = make_backend(server.url, omit_params=["temperature", "top_p", "seed"])
+    backend.generate(["x"], SamplingParams(seed=3))
+    [request] = server.posts()
+    assert not {"temperature", "top_p", "seed"} & set(request["body"]) and request["body"]["max_tokens"] == 256
+    with pytest.raises(ValueError, match="cannot leave out messages, model"):
+        OpenAIBackend(server.url, MODEL, omit_params=["model", "messages"])
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"error": error_object("`top_logprobs` is not supported", code="invalid_request_error")}, "top_logprobs"),
+    ({"error": error_object("Unrecognized request argument supplied: logprobs")}, "logprobs"),
+    ({"error": error_object("bad", param="stream_options.include_usage", code="unsupported_parameter")},
+     "stream_options"),
+    ({"object": "error", "message": "seed is not supported by this backend", "param": None}, "seed"),  # old vLLM
+    ({"error": error_object("temperature must be at most 2", param="temperature")}, None),
+    ({"error": error_object("'topp' is unsupported")}, None),
+    ("not json", None),
+])
+def test_unsupported_param_reads_the_error(body, expected):
+    import json
+
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    assert unsupported_param(raw, {"logprobs", "top_logprobs", "stream_options", "seed", "temperature"}) == expected
+
+
+# Streaming: the chunks add up to what the non-streamed request returns
+
+
+def test_a_streamed_deepseek_answer_equals_the_whole_one(server, make_backend):
+    reasoning = "Natalia sold 48 in April and half as many in May: 48 + 24 = 72."
+    answer = deepseek_answer(reasoning, "She sold \\boxed{72} clips altogether.", 17)
+    server.script = [(200, answer, {}), ("stream", sse_events(stream_chunks(answer)))]  # whole, then streamed
+    prompt = [{"role": "user", "content": "How many?"}]
+    whole = make_backend(server.url).generate([prompt], SamplingParams())
+    streamed = make_backend(server.url, stream=True).generate([prompt], SamplingParams())
+
+    assert streamed == whole
+    [[completion]] = streamed
+    assert (completion.reasoning, completion.finish_reason) == (reasoning, "stop")
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.reasoning_tokens) == (21, 26, 17)
+    request = server.posts()[1]
+    assert request["body"]["stream"] is True and request["body"]["stream_options"] == {"include_usage": True}
+    assert request["headers"]["Accept"] == "text/event-stream"
+
+
+def test_streamed_choices_keep_their_own_text_and_finish_reason(server, make_backend):
+    server.finish_reasons = ["stop", "length", "content_filter"]
+    server.reasoning = "Thinking it over."  # vLLM's newer name for it: reasoning (the fake sends reasoning_content)
+    prompt = [{"role": "user", "content": "hi"}]
+    whole = make_backend(server.url).generate([prompt], SamplingParams(n=3))
+    streamed = make_backend(server.url, stream=True).generate([prompt], SamplingParams(n=3))
+
+    assert streamed == whole
+    assert [c.finish_reason for c in streamed[0]] == ["stop", "length", "error"]
+    assert [c.text.endswith(f"answer {i} to hi") for i, c in enumerate(streamed[0])] == [True] * 3
+
+
+def test_a_streamed_raw_completion_equals_the_whole_one(server, make_backend):
+    whole = make_backend(server.url).generate(["two words"], SamplingParams(n=2))
+    streamed = make_backend(server.url, stream=True).generate(["two words"], SamplingParams(n=2))
+    assert streamed == whole and whole[0][1].text == "two words -> sample 1 more"
+
+
+def test_vllms_reasoning_delta_is_kept(server, make_backend):
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
+
+    def chunk(finish_reason=None, **delta):
+        return ChatCompletionChunk(id="c", created=1, model=MODEL, object="chat.completion.chunk", choices=[
+            Choice(index=0, delta=ChoiceDelta(**delta), finish_reason=finish_reason)]).model_dump(exclude_none=True)
+
+    server.script = [("stream", sse_events([chunk(reasoning="Hm, "), chunk(reasoning="4."),
+                                            chunk(content="4", finish_reason="stop")]))]
+    [[completion]] = make_backend(server.url, stream=True).generate([[{"role": "user", "content": "2+2?"}]],
+                                                                   SamplingParams())
+    assert (completion.reasoning, completion.text) == ("Hm, 4.", join_reasoning("Hm, 4.", "4"))
+    assert completion.completion_tokens is None  # this server sent no usage
+
+
+@pytest.mark.parametrize("action", [
+    pytest.param("cut", id="connection closed mid-stream"),
+    pytest.param("stream", id="stream ended without [DONE]"),
+])
+def test_a_cut_off_stream_is_retried_never_stored_short(server, make_backend, caplog, action):
+    chunks = stream_chunks(deepseek_answer("Some reasoning that goes on.", "The answer.", 5))
+    server.script = [(action, sse_events(chunks[:4], done=False))]
+    backend = make_backend(server.url, stream=True)
+    [[completion]] = backend.generate([[{"role": "user", "content": "q"}]], SamplingParams())
+
+    assert completion.text == "answer 0 to q"  # the second, whole answer
+    assert len(server.posts()) == 2
+    [retry] = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert "cut off" in retry
+
+
+def test_a_stream_cut_off_every_time_is_a_retryable_error(server, make_backend):
+    chunks = stream_chunks(deepseek_answer("Some reasoning.", "The answer.", 5))
+    server.script = [("cut", sse_events(chunks[:3], done=False))] * 3
+    backend = make_backend(server.url, stream=True, max_retries=2)
+    with pytest.raises(BackendError, match="failed after 3 attempts: the answer was cut off") as failure:
+        backend.generate([[{"role": "user", "content": "q"}]], SamplingParams())
+    assert failure.value.retryable  # the job's batch retry may try it again
+
+
+def test_a_server_that_refuses_stream_options_streams_without_usage(server, make_backend):
+    server.refuses = {"stream_options": error_object("stream_options is not supported", param="stream_options")}
+    backend = make_backend(server.url, stream=True)
+    said = []
+    backend.notice = said.append
+    [[completion]] = backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams())
+
+    assert completion.text == "answer 0 to hi" and completion.completion_tokens is None  # no usage chunk
+    assert [("stream_options" in r["body"], r["body"]["stream"]) for r in server.posts()] == [(True, True),
+                                                                                              (False, True)]
+    assert len(said) == 1 and "'stream_options'" in said[0]
+
+
+# The launch form's probe: does the server have /completions (raw-text templates)?
+
+
+def test_the_probe_tells_a_chat_only_server(server):
+    assert has_completions_endpoint(server.url) is True
+    server.no_completions = 404  # DeepSeek's API
+    assert has_completions_endpoint(server.url) is False
+    server.no_completions = 405
+    assert has_completions_endpoint(server.url + "/", api_key="sk-x") is False
+    assert [p["path"] for p in server.probes()] == ["/v1/completions"] * 3 and server.posts() == []
+    assert server.probes()[-1]["headers"]["Authorization"] == "Bearer sk-x"
+
+
+def test_the_probe_does_not_know_when_the_server_does_not_answer():
+    assert has_completions_endpoint(f"http://127.0.0.1:{closed_port()}/v1") is None
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        start = time.monotonic()
+        assert has_completions_endpoint(f"http://127.0.0.1:{silent.getsockname()[1]}/v1", timeout_s=0.3) is None
+        assert time.monotonic() - start < 2
+    assert has_completions_endpoint("not a url") is None

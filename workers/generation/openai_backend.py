@@ -28,6 +28,19 @@ Decisions worth knowing:
   Any other 4xx (a prompt over the context length: 400) raises BackendError without
   retrying: sending it again would not help. A 200 whose body is not JSON or has no
   choices raises BackendError with an excerpt.
+- Parameters a server refuses: a 400 (or 422) whose error says that one of the optional
+  parameters we sent (OPTIONAL_PARAMS, or one of extra_params) is not supported (its `param`,
+  or its name in the message beside "not supported", "unsupported", ...) drops that parameter:
+  said once (the `notice` callback, a job's log, else logging), the request sent again without
+  it, and it is left out of every later request of this backend. DeepSeek's reasoner refuses
+  logprobs so; OpenAI's o-series refuses temperature. A 400 about anything else (a prompt over
+  the context, max_tokens, stop) is BackendRefused as before. `omit_params` leaves parameters
+  out from the start.
+- stream=True asks for server-sent events (with stream_options.include_usage) and adds the
+  chunks up to the response a non-streamed request would have given: content and
+  reasoning_content (or reasoning) deltas joined per choice, the last finish_reason, the usage
+  of the final chunk. A stream that ends before `data: [DONE]` was cut off: retried like a
+  dropped connection, never stored as a shorter completion.
 - timeout_s bounds connecting and each wait for data, not a whole response.
 - count_tokens() is None: the server owns the tokenizer and, for chat, the template, so
   the count is only known from usage after sending. A hosted API has no tokenize endpoint.
@@ -43,11 +56,13 @@ import http.client
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from workers.generation.base import (
@@ -67,6 +82,14 @@ MAX_RETRY_AFTER_S = 60.0
 EXCERPT_CHARS = 200
 _UNREACHABLE = (ConnectionRefusedError, socket.gaierror, ssl.SSLCertVerificationError)
 _STOP_REASONS = {None, "stop", "eos", "tool_calls", "function_call"}
+# What may be left out when a server refuses it: the server then samples with its own default (n: the
+# top-up loop asks again). Never max_tokens (the cap) nor stop (the completions would run past it).
+OPTIONAL_PARAMS = {"temperature", "top_p", "seed", "n", "stream_options", "logprobs", "top_logprobs",
+                   "presence_penalty", "frequency_penalty"}
+_REQUIRED_PARAMS = {"model", "prompt", "messages", "stream"}
+_UNSUPPORTED = re.compile(r"unsupported|not support|not allowed|not permitted|unrecogni[sz]ed|"
+                          r"unknown (?:parameter|argument|field)", re.IGNORECASE)
+PROBE_TIMEOUT_S = 5.0
 
 
 class OpenAIBackend:
@@ -74,9 +97,13 @@ class OpenAIBackend:
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, max_concurrency: int = 8,
                  timeout_s: float = 120, max_retries: int = 4, backoff_s: float = 1.0,
-                 context_length: int | None = None):
+                 context_length: int | None = None, stream: bool = False, omit_params: Iterable[str] = (),
+                 extra_params: dict | None = None):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        omit_params = [omit_params] if isinstance(omit_params, str) else list(omit_params)
+        if kept := _REQUIRED_PARAMS.intersection(omit_params):
+            raise ValueError(f"omit_params cannot leave out {', '.join(sorted(kept))}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
@@ -93,6 +120,11 @@ class OpenAIBackend:
         self._context_length = context_length
         self._context_length_known = context_length is not None
         self._context_lock = threading.Lock()
+        self.stream = stream
+        self.extra_params = dict(extra_params or {})  # sent with every request, e.g. vLLM's top_k
+        self._omitted = set(omit_params)  # grows when the server refuses a parameter
+        self._omitted_lock = threading.Lock()
+        self.notice: Callable[[str], None] | None = None  # where to say what was changed (a job's log)
 
     # The Backend protocol
 
@@ -139,13 +171,15 @@ class OpenAIBackend:
             if cancel.is_set():
                 raise BackendError("given up: another prompt of the batch failed")
             missing = params.n - len(completions)
-            body = {"model": self.model, "n": missing, "temperature": params.temperature, "top_p": params.top_p,
-                    "max_tokens": params.max_tokens}
+            body = {**self.extra_params, "model": self.model, "n": missing, "temperature": params.temperature,
+                    "top_p": params.top_p, "max_tokens": params.max_tokens}
             body["messages" if chat else "prompt"] = prompt
             if params.seed is not None:
                 body["seed"] = params.seed + request_no
             if params.stop:
                 body["stop"] = list(params.stop)
+            if self.stream:
+                body |= {"stream": True, "stream_options": {"include_usage": True}}
             data = self._post(path, body, cancel)
             completions.extend(self._parse(data, chat, path)[:missing])  # _parse returns at least one
             request_no += 1
@@ -187,35 +221,25 @@ class OpenAIBackend:
     # HTTP, with retries
 
     def _post(self, path: str, body: dict, cancel: threading.Event) -> dict:
+        """POST `body` without the parameters this server refuses; one it refuses now is dropped and the
+        request sent again (each time one parameter fewer, so this ends)."""
+        while True:
+            with self._omitted_lock:
+                sent = {key: value for key, value in body.items() if key not in self._omitted}
+            try:
+                return self._post_with_retries(path, sent, cancel)
+            except _Unsupported as refused:
+                self._omit(refused.param, refused.message)
+
+    def _post_with_retries(self, path: str, body: dict, cancel: threading.Event) -> dict:
         url = self.base_url + path
         payload = json.dumps(body).encode()
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
-            retry_after = None
             try:
-                status, headers, raw = self._pool.request("POST", path, payload, self._headers)
-            except (OSError, http.client.HTTPException) as exc:
-                if isinstance(exc, _UNREACHABLE) and not self._reached:
-                    raise BackendUnavailable(f"cannot reach {self.base_url}: {self._describe(exc)}") from exc
-                problem = self._describe(exc)
-            else:
-                self._reached = True
-                if status == 200:
-                    try:
-                        return json.loads(raw)
-                    except ValueError:
-                        raise BackendError(f"malformed response from {url}: not JSON: "
-                                           f"{self._redact(_excerpt(raw))}") from None
-                message = self._redact(_error_message(raw))
-                if status in (401, 403):
-                    given = "refused the API key" if self._api_key else "wants an API key (none was given)"
-                    raise BackendUnavailable(f"the server {given} ({status}): {message}")
-                if status == 404:
-                    raise BackendUnavailable(f"model {self.model!r} not found (404 from {url}): {message}")
-                problem = f"HTTP {status}: {message}"
-                if status < 500 and status not in RETRY_STATUSES:
-                    raise BackendRefused(f"{url} answered {problem}")
-                retry_after = retry_after_seconds(headers.get("Retry-After"))
+                return self._post_once(path, body, payload)
+            except _Retry as retry:
+                problem, retry_after = retry.problem, retry.after
             if attempt == attempts:
                 raise BackendError(f"{url} failed after {attempts} attempts: {problem}")
             delay = self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
@@ -225,6 +249,62 @@ class OpenAIBackend:
             if cancel.wait(delay):
                 raise BackendError(f"{url}: given up, another prompt of the batch failed (last: {problem})")
         raise AssertionError("unreachable")
+
+    def _post_once(self, path: str, body: dict, payload: bytes) -> dict:
+        """One POST: the answer, or _Retry saying why another attempt may succeed; what will not, raises."""
+        url = self.base_url + path
+        wanted = {"Accept": "text/event-stream"} if body.get("stream") else {}
+        try:
+            status, headers, raw = self._pool.request("POST", path, payload, self._headers | wanted)
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, _UNREACHABLE) and not self._reached:
+                raise BackendUnavailable(f"cannot reach {self.base_url}: {self._describe(exc)}") from exc
+            raise _Retry(self._describe(exc)) from None
+        self._reached = True
+        if status == 200:
+            return self._decode(url, headers, raw, chat="messages" in body)
+        message = self._redact(_error_message(raw))
+        if status in (401, 403):
+            given = "refused the API key" if self._api_key else "wants an API key (none was given)"
+            raise BackendUnavailable(f"the server {given} ({status}): {message}")
+        if status == 404 and path == "/completions":  # a chat-only API (DeepSeek's) has no such endpoint
+            raise BackendUnavailable(f"404 from {url}: no model {self.model!r} there, or no completions endpoint "
+                                     f"(a chat-only server needs the chat template): {message}")
+        if status == 404:
+            raise BackendUnavailable(f"model {self.model!r} not found (404 from {url}): {message}")
+        if status in (400, 422) and (param := unsupported_param(raw, self._optional(body))):
+            raise _Unsupported(param, f"HTTP {status}: {message}")
+        if status < 500 and status not in RETRY_STATUSES:
+            raise BackendRefused(f"{url} answered HTTP {status}: {message}")
+        raise _Retry(f"HTTP {status}: {message}", retry_after_seconds(headers.get("Retry-After")))
+
+    def _decode(self, url: str, headers, raw: bytes, chat: bool) -> dict:
+        """A 200's body as a response dict: JSON, or server-sent events added up (a server may not stream)."""
+        if headers.get("Content-Type", "").startswith("text/event-stream"):
+            try:
+                return assemble_stream(raw, chat)
+            except StreamCutOff as cut:
+                raise _Retry(str(cut)) from None
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise BackendError(f"malformed stream from {url}: {self._redact(str(exc))}") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise BackendError(f"malformed response from {url}: not JSON: "
+                               f"{self._redact(_excerpt(raw))}") from None
+
+    def _optional(self, body: dict) -> set[str]:
+        """The parameters of `body` that may be dropped if the server refuses them."""
+        return {key for key in body if key in OPTIONAL_PARAMS or key in self.extra_params}
+
+    def _omit(self, param: str, why: str) -> None:
+        with self._omitted_lock:
+            first = param not in self._omitted
+            self._omitted.add(param)
+        if first:  # requests in flight may all be refused the same way: say it once
+            message = (f"{self.base_url} does not support the parameter {param!r} ({why}); "
+                       f"sending requests without it")
+            (self.notice or log.warning)(message)
 
     def _fetch_context_length(self) -> int | None:
         try:
@@ -245,10 +325,32 @@ class OpenAIBackend:
             return f"no answer within {self.timeout_s}s"
         if isinstance(exc, http.client.RemoteDisconnected):
             return "the server closed the connection without answering"
+        if isinstance(exc, http.client.IncompleteRead):
+            return f"the answer was cut off after {len(exc.partial)} bytes"
         return self._redact(f"{type(exc).__name__}: {exc}")
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+class _Retry(Exception):
+    """An attempt failed in a way another attempt may not (a 5xx, a timeout, a cut-off stream)."""
+
+    def __init__(self, problem: str, after: float | None = None):
+        super().__init__(problem)
+        self.problem, self.after = problem, after
+
+
+class _Unsupported(Exception):
+    """The server refused one of the optional parameters sent."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(param)
+        self.param, self.message = param, message
+
+
+class StreamCutOff(Exception):
+    """A stream of server-sent events ended before `data: [DONE]`."""
 
 
 class _ConnectionPool:
@@ -314,6 +416,94 @@ def split_tokens(total: int | None, lengths: list[int]) -> list[int | None]:
     for i in by_remainder[: total - sum(parts)]:
         parts[i] += 1
     return parts
+
+
+def unsupported_param(raw: bytes, candidates: set[str]) -> str | None:
+    """Which of `candidates` an error body says the server does not support, or None.
+
+    OpenAI's and DeepSeek's shape: {"error": {"message", "type", "param", "code"}} (vLLM's older one
+    has them at the top). The error must say "unsupported" or the like (in its message or code): a
+    value out of range names its parameter too, and dropping that one would sample differently.
+    Then `param`, if given, names it; else the first candidate that the message names.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    error = error if isinstance(error, dict) else data if isinstance(data, dict) else {}
+    message = str(error.get("message") or "")
+    if not _UNSUPPORTED.search(f"{message} {error.get('code') or ''}"):
+        return None
+    param = error.get("param")
+    if isinstance(param, str) and param:
+        name = re.split(r"[.\[]", param, maxsplit=1)[0]  # "stream_options.include_usage" -> stream_options
+        return name if name in candidates else None
+    named = [(found.start(), name) for name in candidates
+             if (found := re.search(rf"\b{re.escape(name)}\b", message))]
+    return min(named)[1] if named else None
+
+
+def sse_data(raw: bytes) -> Iterator[str]:
+    """The data of each server-sent event (its data lines joined); comments such as `: keep-alive` skipped."""
+    for event in re.split(r"\r?\n\r?\n", raw.decode("utf-8", "replace")):
+        lines = [line[len("data:"):].removeprefix(" ") for line in event.splitlines() if line.startswith("data:")]
+        if lines:
+            yield "\n".join(lines)
+
+
+def assemble_stream(raw: bytes, chat: bool) -> dict:
+    """A streamed response as the non-streamed one it adds up to: each choice's text (and reasoning) joined
+    from its deltas, its last finish_reason, and the usage of the final chunk (include_usage)."""
+    events = list(sse_data(raw))
+    if not events or events[-1].strip() != "[DONE]":
+        raise StreamCutOff(f"the stream was cut off after {len(events)} events (no [DONE])")
+    parts: dict[int, dict] = {}
+    usage = None
+    for event in events[:-1]:
+        chunk = json.loads(event)
+        if chunk.get("error"):  # vLLM reports a failure inside the stream
+            raise StreamCutOff(f"the server failed mid-stream: {_excerpt(chunk['error'])}")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            part = parts.setdefault(choice.get("index", 0), {"text": [], "reasoning": [], "finish_reason": None})
+            delta = (choice.get("delta") or {}) if chat else {"content": choice.get("text")}
+            part["text"].append(delta.get("content") or "")
+            part["reasoning"].append(delta.get("reasoning_content") or delta.get("reasoning") or "")
+            part["finish_reason"] = choice.get("finish_reason") or part["finish_reason"]
+    choices = []
+    for index, part in sorted(parts.items()):
+        text, reasoning = "".join(part["text"]), "".join(part["reasoning"]) or None
+        said = {"message": {"role": "assistant", "content": text, "reasoning_content": reasoning}} if chat \
+            else {"text": text}
+        choices.append({"index": index, **said, "finish_reason": part["finish_reason"]})
+    return {"choices": choices, "usage": usage}
+
+
+def has_completions_endpoint(base_url: str, api_key: str | None = None,
+                             timeout_s: float = PROBE_TIMEOUT_S) -> bool | None:
+    """Whether the server has `POST {base_url}/completions` (raw-text prompts), asked without spending tokens.
+
+    An empty body: a server with the endpoint refuses it for the missing fields (400, 422); one
+    without (DeepSeek's API: chat only) answers 404 or 405. None when it cannot be told (no answer
+    within timeout_s, a refused key, a 5xx): the job will say what is wrong.
+    """
+    headers = {"Content-Type": "application/json", "User-Agent": "r1studio"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    try:
+        pool = _ConnectionPool(base_url.rstrip("/"), timeout_s)
+    except ValueError:
+        return None
+    try:
+        status, _, _ = pool.request("POST", "/completions", b"{}", headers)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        pool.close()
+    if status in (404, 405):
+        return False
+    return None if status in (401, 403) or status >= 500 else True
 
 
 def retry_after_seconds(value: str | None) -> float | None:
