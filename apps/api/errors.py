@@ -12,6 +12,8 @@ from django.http import Http404
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
+from apps.jobs.kinds import KINDS
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,6 +38,19 @@ def field_errors(error: DjangoValidationError, where: str) -> list[dict]:
 def form_errors(form, where: str) -> list[dict]:
     return [{"loc": [where, field], "msg": message, "type": "value_error"}
             for field, messages in form.errors.items() for message in messages]
+
+
+def plain_loc(error: dict) -> dict:
+    """A pydantic error located as a form's are: ["body", field, ...], never the view's argument name
+    ("payload") nor a union's tag (the POST /jobs body is a union tagged by kind: its errors name the field)."""
+    loc = list(error["loc"])
+    if loc[:2] == ["body", "payload"]:
+        loc = ["body", *loc[2:]]
+    if len(loc) > 2 and loc[0] == "body" and loc[1] in KINDS and loc[2] in ("kind", "params", "label"):
+        del loc[1]
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):  # the tag itself is wrong or missing
+        loc.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+    return {**error, "loc": loc}
 
 
 def install(api) -> None:
@@ -63,7 +78,7 @@ def install(api) -> None:
         upload_error = getattr(request, "upload_error", None)
         if upload_error:  # the upload handler stopped an oversized file: that, not "file missing", is the news
             return respond(request, 413, {"detail": upload_error})
-        return respond(request, 422, {"detail": exc.errors})
+        return respond(request, 422, {"detail": [plain_loc(error) for error in exc.errors]})
 
     @api.exception_handler(DjangoValidationError)
     def invalid_values(request, exc):

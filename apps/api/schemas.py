@@ -4,12 +4,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import AfterValidator, StringConstraints, field_validator
+from pydantic import AfterValidator, StringConstraints
 
 from apps.curation.models import Annotation
 from apps.curation.review import MAX_TAG_CHARS, MAX_TAGS
 from apps.datasets.export import FORMATS as EXPORT_FORMATS
-from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
 from apps.rollouts.browse import SORTS, VERDICTS
 from apps.rollouts.ingest import FORMATS as INGEST_FORMATS
@@ -27,7 +26,7 @@ def _encodable(value: str) -> str:
     return value
 
 
-def _unstorable(value) -> bool:
+def unstorable(value) -> bool:
     """True if a JSON value holds text Postgres cannot store: U+0000, or a lone surrogate."""
     if isinstance(value, str):
         try:
@@ -36,9 +35,9 @@ def _unstorable(value) -> bool:
             return True
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_unstorable(v) for v in value)
+        return any(unstorable(v) for v in value)
     return False
 
 
@@ -404,20 +403,6 @@ class JobPage(Page):
 class JobQuery(PageQuery):
     status: Literal[tuple(Job.Status.values)] | None = None
     kind: Slug | None = None
-
-
-class JobIn(Schema):
-    kind: Literal[tuple(KINDS)] = Field(description="The job kind")
-    params: dict[str, Any] = Field(default_factory=dict, description="The kind's parameters (as on its launch form)")
-    label: Text = Field("", max_length=200)
-
-    @field_validator("params")
-    @classmethod
-    def storable(cls, params: dict) -> dict:
-        # The parameters are stored as jsonb: refuse up front what the database would refuse with a 500.
-        if _unstorable(params):
-            raise ValueError("parameters cannot contain the NUL character (\\u0000) or unpaired surrogates")
-        return params
 
 
 # ----- annotations

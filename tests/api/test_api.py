@@ -355,6 +355,60 @@ class TestJobs:
         assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "kind"
         assert Job.objects.count() == 0
 
+    def test_each_kinds_parameters_are_typed_in_the_openapi_schema(self, client):
+        from apps.jobs.kinds import KINDS
+
+        schema = client.get("/api/openapi.json").json()
+        components = schema["components"]["schemas"]
+        body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["discriminator"]["propertyName"] == "kind"
+        refs = {ref["$ref"].rsplit("/", 1)[-1] for ref in body["oneOf"]}
+        assert set(body["discriminator"]["mapping"]) == set(KINDS)
+        assert len(refs) == len(KINDS)
+        for kind, ref in body["discriminator"]["mapping"].items():
+            one = components[ref.rsplit("/", 1)[-1]]
+            assert one["properties"]["kind"]["const"] == kind
+        generate = components["GenerateParams"]
+        fields = generate["properties"]
+        assert {"dataset", "model_version"} <= set(generate["required"])
+        assert fields["dataset"]["type"] == "integer" and "dataset id" in fields["dataset"]["description"]
+        assert (fields["n"]["type"], fields["n"]["default"], fields["n"]["description"]) == (
+            "integer", 1, "Samples per prompt")
+        assert fields["temperature"]["type"] == "number" and fields["template"]["type"] == "string"
+        assert components["SftParams"]["properties"]["lr_scheduler"]["enum"] == ["constant_with_warmup", "cosine",
+                                                                                 "linear"]
+        assert components["SftParams"]["properties"]["use_lora"]["anyOf"][0]["type"] == "boolean"
+
+    def test_an_unknown_kind_and_a_wrong_typed_parameter_are_422s_naming_them(self, api_as, dataset):
+        admin = api_as("admin")
+        unknown = admin.post("/jobs", {"kind": "no_such_kind", "params": {}})
+        assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "kind"]
+        assert "generate" in unknown.json()["detail"][0]["msg"]  # the known kinds are listed
+        missing = admin.post("/jobs", {"params": {}})
+        assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "kind"]
+        wrong = admin.post("/jobs", {"kind": "generate", "params": {"dataset": dataset.pk, "model_version": 1,
+                                                                    "n": "many"}})
+        assert wrong.status_code == 422 and [e["loc"] for e in wrong.json()["detail"]] == [["body", "params", "n"]]
+        choice = admin.post("/jobs", {"kind": "sft", "params": {"model_version": 1, "dataset_version": 1,
+                                                                "lr_scheduler": "exponential"}})
+        assert choice.status_code == 422
+        assert [e["loc"] for e in choice.json()["detail"]] == [["body", "params", "lr_scheduler"]]
+        # Typed right, refused by the form: still named the same way.
+        form = admin.post("/jobs", {"kind": "generate", "params": {"dataset": dataset.pk, "model_version": 10**6}})
+        assert form.status_code == 422 and form.json()["detail"][0]["loc"] == ["body", "params", "model_version"]
+        assert Job.objects.count() == 0
+
+    def test_typed_parameters_reach_the_form_as_sent(self, api_as, dataset, tmp_path):
+        """Left-out parameters take the form's initial values; values of the right type in another JSON
+        spelling (a number as text) are typed before the form sees them."""
+        path = write_jsonl(tmp_path / "a.jsonl", [{"question": "1+1?", "answer": "2"}])
+        created = api_as("admin").post("/jobs", {"kind": "import_prompts", "params": {
+            "dataset": str(dataset.pk), "path": str(path), "not_a_parameter": 1}})
+        assert created.status_code == 201, created.content
+        params = created.json()["params"]
+        assert (params["dataset"], params["question_field"], params["format"]) == (dataset.pk, "question", "jsonl")
+        assert "not_a_parameter" not in params
+
     def test_launching_and_cancelling_need_their_permissions(self, api_as, dataset, tmp_path):
         path = write_jsonl(tmp_path / "a.jsonl", [])
         reviewer = api_as("reviewer")
@@ -605,7 +659,8 @@ class TestBadInput:
         admin = api_as("admin")
         response = admin.client.post("/api/jobs", body, content_type="application/json", headers=admin.headers)
         assert response.status_code == 422
-        assert response.json()["detail"][0]["loc"][-1] in ("params", "label")
+        loc = response.json()["detail"][0]["loc"]
+        assert loc[:2] == ["body", "params"] or loc == ["body", "label"]
         assert Job.objects.count() == 0
 
     @pytest.mark.parametrize("path, status", [

@@ -1,11 +1,12 @@
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Status
+from ninja import Body, Query, Router, Status
 
 from apps.api.auth import require_perm
 from apps.api.errors import ApiError, field_errors
+from apps.api.job_params import JobIn, sent_params
 from apps.api.paging import page
 from apps.api.responses import READ, READ_ONE, WRITE
-from apps.api.schemas import ErrorOut, JobIn, JobOut, JobPage, JobQuery
+from apps.api.schemas import ErrorOut, JobOut, JobPage, JobQuery
 from apps.jobs import kinds, launching
 from apps.jobs.models import Job
 
@@ -32,12 +33,14 @@ def get_job(request, job_id: int):
 
 
 @router.post("/jobs", response={201: JobOut, **WRITE}, summary="Launch a job",
-             description="Needs `jobs.launch_job`. `params` are validated like the kind's launch form; a bad one "
-                         "is a 422 naming it (`loc`: [\"body\", \"params\", field]).")
-def launch_job(request, payload: JobIn):
+             description="Needs `jobs.launch_job`. `kind` names the job kind and decides the shape of `params` "
+                         "(each kind's parameters are in the schema). They are validated like the kind's launch "
+                         "form; a bad one is a 422 naming it (`loc`: [\"body\", \"params\", field]).")
+def launch_job(request, payload: Body[JobIn]):
     require_perm(request, "jobs.launch_job")
     try:
-        job = launching.launch(payload.kind, payload.params, user=request.user, label=payload.label, via="api")
+        job = launching.launch(payload.kind, sent_params(payload), user=request.user, label=payload.label,
+                               via="api")
     except kinds.ValidationError as exc:
         errors = field_errors(exc, "body")
         for error in errors:  # the form names a parameter; "kind" is the body's own field
