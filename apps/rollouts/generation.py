@@ -6,6 +6,7 @@ under this job are skipped, and the unique key (job, prompt, step, sample)
 keeps a re-written batch from doubling.
 """
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +20,8 @@ from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.rows import reward_columns, rollout_row
 from apps.rollouts.scoring import sample_for
 from workers.generation.base import BackendError, SamplingParams
-from workers.generation.factory import make_backend
+from workers.generation.factory import api_key_env_error, make_backend
+from workers.generation.openai_backend import has_completions_endpoint
 from workers.generation.templates import BUILT_IN, render
 from workers.rewards.pool import ScoringPool
 
@@ -47,7 +49,21 @@ class SamplingForm(forms.Form):
         data = super().clean()
         if not data.get("recipe") and self.default_recipe:
             data["recipe"] = RewardRecipe.latest(default_recipe_for(self.default_recipe, data.get("template")))
+        if data.get("model_version") and data.get("template") and not self._server_takes_raw_text(data):
+            self.add_error("template", f"{data['model_version'].config.get('base_url')} has no completions "
+                                       "endpoint (it answers chat only): choose the chat template")
         return data
+
+    @staticmethod
+    def _server_takes_raw_text(data) -> bool:
+        """False only when the model's OpenAI-compatible server surely lacks /completions, which a template
+        other than chat needs (DeepSeek's API is chat only); an unreachable server is the job's to report."""
+        model, config = data["model_version"], data["model_version"].config or {}
+        if model.backend != "openai" or data["template"] == "chat" or not config.get("base_url"):
+            return True
+        key_env = config.get("api_key_env")
+        api_key = os.environ.get(key_env) if key_env and not api_key_env_error(key_env) else None
+        return has_completions_endpoint(config["base_url"], api_key) is not False
 
     def clean_template(self):
         name = self.cleaned_data["template"]
@@ -113,6 +129,8 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     stats, started = SamplingStats(), time.monotonic()
     ctx.log(f"loading {model_version} ({model_version.backend})")
     backend = make_backend(model_version.backend, model_version.uri, model_version.config)
+    if hasattr(backend, "notice"):  # the OpenAI backend says here which parameters the server refused
+        backend.notice = ctx.log
     pool = ScoringPool(recipe.spec) if recipe else None
     try:
         for start in range(0, len(todo), params["batch_size"]):
