@@ -4,8 +4,10 @@
   and `datasets.load_dataset("json", data_files=...)` read as a chat dataset as is.
 - `raw`: one object per line with the example's id, content_hash, source, messages, provenance, its
   prompt's question and reference_answer (null without a prompt) and created_at (ISO 8601).
-- `parquet`: the raw columns, `messages` as list<struct<role, content>> and provenance as JSON text,
-  one row group at a time.
+- `parquet`: the raw columns, `messages` as list<struct<role, content>> and `provenance` as a struct with
+  the keys and types of `RolloutProvenance` (a key an example's provenance lacks is null; a key outside
+  that shape has no column and is kept only in `raw`), one row group at a time. So pyarrow, pandas and
+  `datasets` see the same nested fields in both files.
 
 Nothing is held whole in memory: the body is a generator of ~1 MB chunks (Parquet: a row group
 each). On Postgres the server makes the JSON lines and they are copied out as bytes (see
@@ -14,6 +16,8 @@ databases (the SQLite default) rows come through the ORM's chunked iterator, `js
 """
 
 import json
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -29,7 +33,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from apps.core.audit import record
-from apps.datasets.models import DatasetVersion, DatasetVersionExample, Example, Prompt
+from apps.datasets.models import DatasetVersion, DatasetVersionExample, Example, Prompt, RolloutProvenance
 
 FORMATS = {
     "messages": ("jsonl", "application/x-ndjson"),
@@ -51,12 +55,30 @@ RAW_FIELDS = ("id", "content_hash", "source", "messages", "provenance", "questio
 _RAW_VALUES = ("example_id", "example__content_hash", "example__source", "example__messages", "example__provenance",
                "example__prompt__question", "example__prompt__reference_answer", "example__created_at")
 
+
+
+def arrow_type(hint) -> pa.DataType:
+    """The Arrow type of a typed value: a TypedDict is a struct of its keys, `X | None` is X (nullable)."""
+    if typing.is_typeddict(hint):
+        return pa.struct([(key, arrow_type(value)) for key, value in typing.get_type_hints(hint).items()])
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        (single,) = [arg for arg in args if arg is not type(None)]
+        return arrow_type(single)
+    if origin is list:
+        return pa.list_(arrow_type(args[0]))
+    return {int: pa.int64(), str: pa.string(), float: pa.float64(), bool: pa.bool_()}[hint]
+
+
+# Example.provenance is a RolloutProvenance (or {}): one struct type, so Parquet has the same fields as JSONL.
+PROVENANCE_TYPE = arrow_type(RolloutProvenance)
+
 PARQUET_SCHEMA = pa.schema([
     ("id", pa.int64()),
     ("content_hash", pa.string()),
     ("source", pa.string()),
     ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-    ("provenance", pa.string()),  # JSON text: its keys differ from example to example
+    ("provenance", PROVENANCE_TYPE),
     ("question", pa.string()),
     ("reference_answer", pa.string()),
     ("created_at", pa.string()),
@@ -128,11 +150,10 @@ def _line_sql(fmt: str) -> str:
     if fmt == "messages":
         # Concatenating jsonb's text is cheaper for the server than building a new jsonb per row.
         return """'{"messages": ' || e.messages::text || '}'"""
-    # json_build_object keeps the keys in this order (jsonb would sort them by length). For Parquet
-    # the provenance goes as JSON text (a string column), as PARQUET_SCHEMA has it.
-    provenance = "e.provenance::text" if fmt == "parquet" else "e.provenance"
+    # json_build_object keeps the keys in this order (jsonb would sort them by length). Parquet reads
+    # the same lines: Arrow's reader fits the provenance object to PROVENANCE_TYPE.
     return ("json_build_object('id', e.id, 'content_hash', e.content_hash, 'source', e.source, "
-            f"'messages', e.messages, 'provenance', {provenance}, 'question', p.question, "
+            "'messages', e.messages, 'provenance', e.provenance, 'question', p.question, "
             "'reference_answer', p.reference_answer, 'created_at', e.created_at)::text")
 
 
@@ -273,8 +294,7 @@ def _tables_from_rows(rows: Iterator[dict]) -> Iterator[pa.Table]:
 
 def _table(rows: list[dict]) -> pa.Table:
     """Parquet holds each message's role and content: the chat format every example has."""
-    columns = {name: [row[name] for row in rows] for name in RAW_FIELDS}
-    columns["provenance"] = [_encode_json(p) for p in columns["provenance"]]
+    columns = {name: [row[name] for row in rows] for name in RAW_FIELDS}  # a missing provenance key becomes null
     return pa.Table.from_pydict(columns, schema=PARQUET_SCHEMA)
 
 
@@ -296,7 +316,7 @@ def _tables_from_lines(batches: Iterator[bytes]) -> Iterator[pa.Table]:
 def _parse_lines(data: bytes) -> pa.Table:
     # One block for the whole group: a line may not straddle two blocks, and some lines are long.
     read = pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1)
-    # Keys the schema does not name (in a message, say) are left out, as the ORM path leaves them.
+    # Keys the schema does not name (in a message or a provenance, say) are left out, as the ORM path leaves them.
     parse = pa_json.ParseOptions(explicit_schema=PARQUET_SCHEMA, unexpected_field_behavior="ignore")
     return pa_json.read_json(pa.BufferReader(data), read_options=read, parse_options=parse)
 

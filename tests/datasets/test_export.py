@@ -5,6 +5,8 @@ import json
 import random
 from datetime import datetime
 
+import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import pytest
 from django.core.signals import request_finished
@@ -13,7 +15,7 @@ from django.urls import reverse
 
 from apps.core.models import AuditEvent
 from apps.datasets import export
-from apps.datasets.export import CHUNK_BYTES, PARQUET_SCHEMA, export_response
+from apps.datasets.export import CHUNK_BYTES, PARQUET_SCHEMA, PROVENANCE_TYPE, export_response
 from apps.datasets.models import Example, Prompt
 from apps.datasets.versions import freeze_version
 
@@ -83,6 +85,15 @@ def _without_nulls(value):
     return value
 
 
+def _with_every_key(value, arrow_type=PROVENANCE_TYPE):
+    """A provenance as Parquet holds it: every key of its struct type, null where the example has none."""
+    if pa.types.is_struct(arrow_type):
+        return {field.name: _with_every_key((value or {}).get(field.name), field.type) for field in arrow_type}
+    if pa.types.is_list(arrow_type) and value is not None:
+        return [_with_every_key(item, arrow_type.value_type) for item in value]
+    return value
+
+
 def _load_dataset(builder: str, path) -> list[dict]:
     from datasets import load_dataset
 
@@ -137,12 +148,37 @@ def test_parquet_round_trip_and_load_dataset(reviewer_client, hostile_version, t
     table = pq.read_table(io.BytesIO(body))
     assert table.schema == PARQUET_SCHEMA
     rows = table.to_pylist()
-    for row in rows:
-        row["provenance"] = json.loads(row["provenance"])
-    assert [_with_datetime(row) for row in rows] == [_expected_raw(e) for e in examples]
+    expected = [_expected_raw(e) for e in examples]
+    for row in expected:
+        row["provenance"] = _with_every_key(row["provenance"])
+    assert [_with_datetime(row) for row in rows] == expected
     path = tmp_path / "export.parquet"
     path.write_bytes(body)
     assert _load_dataset("parquet", path) == table.to_pylist()
+
+
+def test_provenance_reads_back_the_same_from_jsonl_and_parquet(reviewer_client, hostile_version, tmp_path):
+    """One shape in both files: the same nested fields, whichever reader, null where a key is absent."""
+    version, examples = hostile_version
+    copied = Example.objects.create(dataset=examples[0].dataset, messages=[{"role": "user", "content": "copy"}],
+                                    provenance={"copied_from": examples[1].pk, "rollout": 7, "job": 2,
+                                                "model_version": None, "bulk_action": 4})
+    version = freeze_version(version.dataset, [*examples, copied])
+    raw = _download(reviewer_client, version, "raw")
+    parquet = pq.read_table(io.BytesIO(_download(reviewer_client, version, "parquet")))
+    assert parquet.schema.field("provenance").type == PROVENANCE_TYPE
+    # Read with the same types (Arrow's JSON reader would otherwise guess that an ISO time is a timestamp).
+    jsonl = pa_json.read_json(io.BytesIO(raw), parse_options=pa_json.ParseOptions(
+        explicit_schema=pa.schema([("provenance", PROVENANCE_TYPE)]), unexpected_field_behavior="ignore"))
+    from_jsonl = jsonl.column("provenance").to_pylist()
+    from_parquet = parquet.column("provenance").to_pylist()
+    assert from_parquet == from_jsonl
+    assert from_parquet == [_with_every_key(row["provenance"]) for row in _jsonl(raw)]
+    assert from_parquet[-1] == _with_every_key(copied.provenance) and from_parquet[-1]["copied_from"] == examples[1].pk
+    edited = next(p for p in from_parquet if p["edits"])
+    assert edited["edits"][0] == {"by": "ann\"otator\n", "at": "2026-11-21T10:00:00+00:00", "verdict": "edit",
+                                  "version": edited["rollout"]}
+    assert parquet.to_pandas()["provenance"].iloc[-1]["bulk_action"] == 4  # pandas: a dict per row
 
 
 def test_small_batches_and_row_groups_that_end_at_a_size(reviewer_client, hostile_version, monkeypatch):

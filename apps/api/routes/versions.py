@@ -99,8 +99,9 @@ EXPORT_CONTENT = {
             summary="Download a version (streamed): chat JSONL, raw JSONL or Parquet",
             description="Needs `datasets.export_dataset`. `messages`: one `{\"messages\": [...]}` per line; "
                         "`raw`: id, content_hash, source, messages, provenance, question, reference_answer; "
-                        "`parquet`: the raw columns. All load with `datasets.load_dataset` as they are. The "
-                        "X-Content-Hash and X-Example-Count headers describe the version.",
+                        "`parquet`: the raw columns (`provenance` as a struct with the same keys, null where one "
+                        "is absent). All load with `datasets.load_dataset` as they are. The X-Content-Hash and "
+                        "X-Example-Count headers describe the version.",
             openapi_extra={"responses": {200: {"description": "The file, streamed", "content": EXPORT_CONTENT}}})
 def export(request, version_id: int, query: Query[ExportQuery]):
     require_perm(request, "datasets.export_dataset")
