@@ -16,6 +16,7 @@ from django.db.models import Count
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.kinds import job_kind
+from apps.jobs.models import Job
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.rows import reward_columns, rollout_row
 from apps.rollouts.scoring import sample_for
@@ -65,11 +66,48 @@ class SamplingForm(forms.Form):
         api_key = os.environ.get(key_env) if key_env and not api_key_env_error(key_env) else None
         return has_completions_endpoint(config["base_url"], api_key) is not False
 
+    def preview(self) -> dict:
+        """Rows, tokens and time before launching; time from this model's last measured generation speed."""
+        data = self.cleaned_data
+        prompts = Prompt.objects.filter(dataset=data["dataset"]).count()
+        if data.get("limit"):
+            prompts = min(prompts, data["limit"])
+        rows = prompts * data["n"]
+        preview = {"prompts": prompts, "rows (completions, each stored as a rollout)": rows,
+                   "tokens to generate (at most)": rows * data["max_tokens"]}
+        measured = _last_speed(data["model_version"])
+        if measured is None:
+            preview["time"] = "unknown until a job has run on this model (its speed is measured then)"
+            return preview
+        per_s, per_rollout, job_id = measured
+        expected = rows * min(per_rollout, data["max_tokens"])
+        preview[f"tokens to generate (expected, from job #{job_id}'s mean length)"] = round(expected)
+        preview[f"time (expected, at job #{job_id}'s {per_s:,.0f} tokens/s)"] = _duration(expected / per_s)
+        preview["time (at most)"] = _duration(rows * data["max_tokens"] / per_s)
+        return preview
+
     def clean_template(self):
         name = self.cleaned_data["template"]
         if name not in BUILT_IN and not PromptTemplate.objects.filter(name=name).exists():
             raise forms.ValidationError(f"no template {name!r}: use r1-zero, chat or a saved template's name")
         return name
+
+
+def _last_speed(model: ModelVersion) -> tuple[float, float, int] | None:
+    """(tokens/s, mean tokens per completion, job id) of the model's newest sampling job that measured them."""
+    job = (Job.objects.filter(params__model_version=model.pk, result__tokens_per_s__gt=0,
+                              result__rollouts_written__gt=0).order_by("-id").first())
+    if job is None:
+        return None
+    return job.result["tokens_per_s"], job.result["tokens_generated"] / job.result["rollouts_written"], job.pk
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 # A model prompted through its chat template answers in R1's chat format (reasoning, </think>, a plain

@@ -89,7 +89,8 @@ def training_processes(config: str) -> int:
 
 
 def sft_steps(rows: int, epochs: int, batch_size: int) -> int:
-    return max(1, math.ceil(rows * epochs / batch_size))
+    """Optimizer steps for `epochs` passes: the trainer's data loader ends each pass with a short batch."""
+    return max(1, epochs * math.ceil(rows / batch_size))
 
 
 def _gpu_count() -> int:
@@ -118,13 +119,14 @@ class SFTParamsForm(TrainingForm):
         data = self.cleaned_data
         version = data["dataset_version"]
         chars = sum(len(m.get("content") or "") for e in version.ordered_examples() for m in e.messages)
-        steps = data.get("max_steps") or sft_steps(version.example_count, data["epochs"], data["batch_size"])
-        seen = steps * data["batch_size"]
+        rows = version.example_count
+        steps = data.get("max_steps") or sft_steps(rows, data["epochs"], data["batch_size"])
+        epochs = steps / math.ceil(rows / data["batch_size"]) if rows else 0  # as the trainer's loader counts them
         return {
-            "rows": version.example_count,
+            "rows": rows,
             "steps": steps,
-            "epochs": round(seen / version.example_count, 2) if version.example_count else 0,
-            "tokens to train on (≈ characters / 4)": round(chars / 4 * seen / max(1, version.example_count)),
+            "epochs": round(epochs, 2),
+            "tokens to train on (≈ characters / 4)": round(chars / 4 * epochs),
         }
 
 
@@ -157,6 +159,11 @@ class GRPOParamsForm(TrainingForm):
     use_vllm = forms.BooleanField(required=False, initial=default(GRPOSpec, "use_vllm"),
                                   help_text=help_text(GRPOSpec, "use_vllm"))
     stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.R1_ZERO)
+    stop_format_at = forms.FloatField(required=False, min_value=0.0, max_value=1.0, label="Stop when format ≥",
+                                      help_text=help_text(GRPOSpec, "stop_format_at"))
+    stop_falling_steps = forms.IntegerField(initial=default(GRPOSpec, "stop_falling_steps"), min_value=1,
+                                            label="… and accuracy falls for (steps)",
+                                            help_text=help_text(GRPOSpec, "stop_falling_steps"))
 
     clean_template = SamplingForm.clean_template
 
@@ -169,6 +176,9 @@ class GRPOParamsForm(TrainingForm):
             self.add_error("use_vllm", "vLLM needs a GPU: choose a GPU accelerate config")
         if not data.get("recipe"):
             data["recipe"] = RewardRecipe.latest(default_recipe_for("r1-zero-math", data.get("template")))
+        if data.get("dataset") and not Prompt.objects.filter(dataset=data["dataset"]).exists():
+            self.add_error("dataset", f"{data['dataset'].name} has no prompts: import some first "
+                                      "(GRPO samples completions of its prompts)")
         return data
 
     def preview(self) -> dict:

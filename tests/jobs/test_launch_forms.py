@@ -5,7 +5,7 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from apps.datasets.models import Example, ModelVersion, Prompt
+from apps.datasets.models import Dataset, Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
 from apps.jobs import kinds
 from apps.jobs.models import Job
@@ -59,8 +59,8 @@ def model(db):
     return ModelVersion.objects.create(name="tiny-base", uri="/models/tiny")
 
 
-@pytest.fixture
-def prompts(dataset):
+@pytest.fixture(autouse=True)
+def prompts(dataset):  # GRPO refuses a dataset without prompts
     return [Prompt.objects.create(dataset=dataset, question=f"{i}+1?", reference_answer=str(i + 1),
                                   content_hash=f"h{i}") for i in range(3)]
 
@@ -160,6 +160,36 @@ class TestPreview:
         assert rows["prompts per step"] == str(batch_size // group)
         assert rows["completions (each stored as a rollout)"] == f"{completions:,}"
         assert rows["tokens to generate (at most)"] == f"{tokens:,}"
+
+    def test_the_sft_preview_counts_epochs_as_the_trainer_does(self, admin_client, model, dataset):
+        """10 examples in batches of 4: each pass is 3 steps (4, 4 and a short 2), so 2 epochs are 6 steps."""
+        examples = [Example.objects.create(dataset=dataset, messages=Example.chat(f"{i}+1?", f"<answer>{i}</answer>"))
+                    for i in range(10)]
+        version = freeze_version(dataset, examples)
+        values = form_values(admin_client.get(new_url("sft", preset="cpu", model_version=model.pk,
+                                                      dataset_version=version.pk)))
+        rows = dict(_table_rows(admin_client.post(reverse("job_preview", args=["sft"]),
+                                                  values | {"batch_size": 4, "epochs": 2}).content.decode()))
+        assert (rows["rows"], rows["steps"], rows["epochs"]) == ("10", "6", "2.0")
+
+    def test_grpo_refuses_a_dataset_without_prompts(self, admin_client, model):
+        empty = Dataset.objects.create(name="empty-prompts")
+        values = grpo_values(admin_client, model, empty)
+        html = admin_client.post(reverse("job_preview", args=["grpo"]), values).content.decode()
+        assert 'class="preview invalid"' in html and "empty-prompts has no prompts" in html
+
+    def test_the_generation_preview_estimates_rows_tokens_and_time(self, admin_client, model, dataset, prompts):
+        values = {"dataset": dataset.pk, "model_version": model.pk, "template": "r1-zero", "n": 4, "max_tokens": 100,
+                  "temperature": 0.6, "top_p": 0.95, "batch_size": 8, "max_batch_retries": 3}
+        rows = dict(_table_rows(admin_client.post(reverse("job_preview", args=["generate"]), values).content.decode()))
+        assert rows["rows (completions, each stored as a rollout)"] == "12"
+        assert rows["tokens to generate (at most)"] == "1,200" and rows["time"].startswith("unknown")
+        measured = Job.objects.create(kind="generate", status=Job.Status.SUCCEEDED, params={"model_version": model.pk},
+                                      result={"tokens_per_s": 10.0, "tokens_generated": 500, "rollouts_written": 10})
+        rows = dict(_table_rows(admin_client.post(reverse("job_preview", args=["generate"]), values).content.decode()))
+        assert rows[f"tokens to generate (expected, from job #{measured.pk}'s mean length)"] == "600"  # 12 × 50
+        assert rows[f"time (expected, at job #{measured.pk}'s 10 tokens/s)"] == "about 60 s"
+        assert rows["time (at most)"] == "about 2 min"  # 120 s
 
     def test_an_invalid_form_previews_its_errors(self, admin_client, model, dataset):
         values = grpo_values(admin_client, model, dataset, batch_size=30, num_generations=8)
