@@ -152,6 +152,12 @@ WHITENOISE_USE_FINDERS = True
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 512, minimum=1) * 1024 * 1024
 # A composition of more examples than this runs as a job (stage-3 scale would time a request out).
 COMPOSE_IN_REQUEST_MAX = env_int("R1_COMPOSE_IN_REQUEST_MAX", 50_000, minimum=1)
+# POST /api/score: up to SCORE_SYNC_MAX completions are scored in the request, more (up to SCORE_MAX_ITEMS) by a job.
+SCORE_SYNC_MAX = env_int("R1_SCORE_SYNC_MAX", 64, minimum=1)
+SCORE_MAX_ITEMS = env_int("R1_SCORE_MAX_ITEMS", 20_000, minimum=1)
+# A request body (JSON, form fields; not uploaded files) is read into memory up to this size: Django's 2.5 MB
+# would hold only a few hundred of the completions POST /api/score takes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("R1_MAX_REQUEST_MB", 32, minimum=1) * 1024 * 1024
 # What an import or ingest may expand to (zip and gzip contents, Parquet's uncompressed column data,
 # checked before reading), and the longest line of a JSONL or CSV file: a bomb is refused, not read.
 MAX_EXPANDED_BYTES = env_int("R1_MAX_EXPANDED_MB", 4096, minimum=1) * 1024 * 1024

@@ -6,7 +6,8 @@ rollout filters) refused the input: {"detail": [{"loc": [where, field], "msg": .
 
 import logging
 
-from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from ninja.errors import AuthenticationError, HttpError
@@ -87,6 +88,12 @@ def install(api) -> None:
     @api.exception_handler(PermissionDenied)
     def forbidden(request, exc):
         return respond(request, 403, {"detail": str(exc) or "Permission denied"})
+
+    @api.exception_handler(RequestDataTooBig)
+    def too_big(request, exc):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+        return respond(request, 413, {"detail": f"The request body is over {limit} MB (R1_MAX_REQUEST_MB): send "
+                                                "less per request"})
 
     @api.exception_handler(SuspiciousOperation)
     def suspicious(request, exc):  # e.g. an upload whose file name is "..": Django's own answer is a 400

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from django.conf import settings
 from ninja import Field, Schema
 from pydantic import AfterValidator, StringConstraints
 
@@ -13,6 +14,7 @@ from apps.jobs.models import Job
 from apps.rollouts.browse import SORTS, VERDICTS
 from apps.rollouts.ingest import FORMATS as INGEST_FORMATS
 from apps.rollouts.models import Rollout
+from apps.rollouts.score_batch import MAX_COMPLETION_CHARS, MAX_TESTS, MAX_TEXT_CHARS
 
 # Postgres text cannot hold NUL, so such input is refused up front with the field named, never sent to the database.
 NO_NUL = r"^[^\x00]*$"
@@ -403,6 +405,52 @@ class JobPage(Page):
 class JobQuery(PageQuery):
     status: Literal[tuple(Job.Status.values)] | None = None
     kind: Slug | None = None
+
+
+# ----- scoring
+
+
+class ScoreItemIn(Schema):
+    completion: Text = Field(max_length=MAX_COMPLETION_CHARS, description="The model's output, as generated")
+    reference: Text = Field("", max_length=MAX_TEXT_CHARS, description="The reference answer (math)")
+    prompt: Text = Field("", max_length=MAX_TEXT_CHARS, description="The question (some components read it)")
+    tests: list[dict] = Field(default_factory=list, max_length=MAX_TESTS,
+                              description="Test cases for code_accuracy: {\"input\", \"output\"} (stdin and stdout) "
+                                          "or {\"fn\", \"args\", \"kwargs\", \"expected\"} (workers.rewards.code)")
+    domain: Annotated[Text, StringConstraints(max_length=32)] = Field(
+        "math", description="Components with `domains` apply only to theirs")
+    language: Annotated[Text, StringConstraints(max_length=16)] = Field(
+        "en", description="The language the reasoning should be in")
+    finish_reason: Literal[tuple(Rollout.FinishReason.values)] = Field(
+        "stop", description="`length` when generation hit the token cap")
+
+
+class ScoreIn(Schema):
+    recipe: Slug = Field(description="A reward recipe's name (GET /recipes)")
+    version: Annotated[int, Field(ge=1, le=PG_INT)] | None = Field(
+        None, description="Its version; default the version the name stands for (the newest)")
+    items: list[ScoreItemIn] = Field(min_length=1, max_length=settings.SCORE_MAX_ITEMS)
+
+
+class ComponentScoreOut(Schema):
+    value: float
+    weight: float | None = Field(None, description="Absent for the `error` entry of an item that failed")
+    details: dict = Field(description="What the component extracted and why it scored so")
+
+
+class ItemScoreOut(Schema):
+    total_reward: float = Field(description="The weighted sum of the components")
+    rewards: dict[str, ComponentScoreOut] = Field(description="{component: {value, weight, details}}, as a "
+                                                              "rollout's `rewards`")
+    is_correct: bool | None = Field(description="The first accuracy component's verdict (null: none applied)")
+    format_ok: bool | None = Field(description="Whether the format component gave full marks (null: none)")
+    error: str | None = Field(None, description="Why scoring failed (a timeout, say): the item then scores 0")
+
+
+class ScoreOut(Schema):
+    recipe: str
+    version: int
+    items: list[ItemScoreOut] = Field(description="One score per item, in the order sent")
 
 
 # ----- annotations

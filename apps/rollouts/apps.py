@@ -7,7 +7,7 @@ class RolloutsConfig(AppConfig):
     label = "rollouts"
 
     def ready(self):
-        from apps.rollouts import generation, ingest, scoring  # noqa: F401 (their job kinds)
+        from apps.rollouts import generation, ingest, score_batch, scoring  # noqa: F401 (their job kinds)
 
         # After every migrate (and test-database flush): the built-in reward recipes exist.
         post_migrate.connect(ensure_default_recipes, sender=self, dispatch_uid="r1studio-default-recipes")

@@ -363,7 +363,7 @@ class TestJobs:
         body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["discriminator"]["propertyName"] == "kind"
         refs = {ref["$ref"].rsplit("/", 1)[-1] for ref in body["oneOf"]}
-        assert set(body["discriminator"]["mapping"]) == set(KINDS)
+        assert set(body["discriminator"]["mapping"]) == set(KINDS) and "score_completions" in KINDS
         assert len(refs) == len(KINDS)
         for kind, ref in body["discriminator"]["mapping"].items():
             one = components[ref.rsplit("/", 1)[-1]]
@@ -674,3 +674,102 @@ class TestBadInput:
     ])
     def test_nul_characters_and_huge_numbers(self, api_as, path, status):
         assert api_as("viewer").get(path).status_code == status
+
+
+# ----- scoring completions
+
+
+def score_items():
+    """A right and a wrong answer to the same question, and one without the format."""
+    question = "Natalia sold clips to 48 friends in April and half as many in May. How many in all?"
+    return [{"completion": solved(), "reference": "72", "prompt": question},
+            {"completion": solved("71"), "reference": "72", "prompt": question},
+            {"completion": "72", "reference": "72"}]
+
+
+class TestScore:
+    def test_small_batches_are_scored_in_the_request(self, api_as):
+        response = api_as("admin").post("/score", {"recipe": "r1-zero-math", "items": score_items()})
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert (body["recipe"], body["version"]) == ("r1-zero-math", 1)
+        right, wrong, unformatted = body["items"]
+        assert (right["total_reward"], right["is_correct"], right["format_ok"]) == (2.0, True, True)
+        assert right["error"] is None
+        assert (wrong["total_reward"], wrong["is_correct"], wrong["format_ok"]) == (1.0, False, True)
+        assert unformatted["format_ok"] is False
+        assert set(right["rewards"]) == {"math_accuracy", "format"}
+        assert (right["rewards"]["math_accuracy"]["value"], right["rewards"]["math_accuracy"]["weight"]) == (1.0, 1.0)
+        assert wrong["rewards"]["math_accuracy"]["value"] == 0.0 and wrong["rewards"]["math_accuracy"]["details"]
+        assert Job.objects.count() == 0
+
+    def test_a_recipe_version_is_chosen_by_number(self, api_as):
+        from apps.rollouts.models import RewardRecipe
+
+        RewardRecipe.save_spec("r1-zero-math", {"components": [{"name": "math_accuracy", "weight": 3.0}]})
+        admin = api_as("admin")
+        newest = admin.post("/score", {"recipe": "r1-zero-math", "items": score_items()[:1]}).json()
+        assert (newest["version"], newest["items"][0]["total_reward"]) == (2, 3.0)
+        first = admin.post("/score", {"recipe": "r1-zero-math", "version": 1, "items": score_items()[:1]}).json()
+        assert (first["version"], first["items"][0]["total_reward"]) == (1, 2.0)
+
+    @pytest.mark.parametrize("body, loc, message", [
+        ({"recipe": "no-such-recipe", "items": [{"completion": "x"}]}, ["body", "recipe"], "r1-zero-math"),
+        ({"recipe": "r1-zero-math", "version": 99, "items": [{"completion": "x"}]}, ["body", "version"], "99"),
+        ({"recipe": "r1-zero-math", "items": [{"completion": "x"}, {"reference": "72"}]},
+         ["body", "items", 1, "completion"], "required"),
+        ({"recipe": "r1-zero-math", "items": [{"completion": "x" * 262_145}]}, ["body", "items", 0, "completion"],
+         "262144"),
+        ({"recipe": "r1-zero-math", "items": [{"completion": "x", "tests": "print(1)"}]},
+         ["body", "items", 0, "tests"], ""),
+        ({"recipe": "r1-zero-math", "items": []}, ["body", "items"], "at least 1"),
+        ({"recipe": "r1-zero-math", "items": [{"completion": ""}] * 20_001}, ["body", "items"], "at most 20000"),
+    ])
+    def test_bad_input_is_a_422_naming_the_item_and_field(self, api_as, body, loc, message):
+        response = api_as("admin").post("/score", body)
+        assert response.status_code == 422, response.content[:500]
+        error = response.json()["detail"][0]
+        assert error["loc"] == loc and message in error["msg"]
+        assert Job.objects.count() == 0
+
+    def test_scoring_needs_the_permission_and_a_body_within_the_limit(self, api_as, settings):
+        refused = api_as("reviewer").post("/score", {"recipe": "r1-zero-math", "items": score_items()})
+        assert refused.status_code == 403 and refused.json()["permission"] == "rollouts.add_rollout"
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+        huge = api_as("admin").post("/score", {"recipe": "r1-zero-math", "items": [{"completion": "x" * 200_000}] * 6})
+        assert huge.status_code == 413 and "R1_MAX_REQUEST_MB" in huge.json()["detail"]
+
+    def test_a_large_batch_is_a_job_whose_scores_match_the_requests(self, api_as, settings):
+        from pathlib import Path
+
+        from apps.jobs.runner import execute
+
+        admin, items = api_as("admin"), score_items()
+        settings.SCORE_SYNC_MAX = 2
+        queued = admin.post("/score", {"recipe": "r1-zero-math", "items": items})
+        assert queued.status_code == 202, queued.content
+        job = queued.json()
+        assert (job["kind"], job["status"], job["created_by"]) == ("score_completions", "queued", "admin_user")
+        upload = Path(job["params"]["path"])
+        assert upload.is_file() and upload.stat().st_mode & 0o077 == 0  # private, as every upload
+        assert admin.get(f"/score/{job['id']}").status_code == 409  # not scored yet
+        assert execute(job["id"], worker="test") == Job.Status.SUCCEEDED
+        assert not upload.parent.exists()  # the upload went with its job
+        finished = admin.get(f"/jobs/{job['id']}").json()
+        assert (finished["result"]["items"], finished["result"]["correct"]) == (3, 1)
+        from_job = admin.get(f"/score/{job['id']}")
+        assert from_job.status_code == 200, from_job.content
+        settings.SCORE_SYNC_MAX = 64
+        in_request = admin.post("/score", {"recipe": "r1-zero-math", "items": items})
+        assert in_request.status_code == 200
+        assert from_job.json() == in_request.json()
+        assert api_as("viewer").get(f"/score/{job['id']}").status_code == 200
+        assert admin.get(f"/score/{finished['id'] + 1000}").status_code == 404
+
+    def test_the_job_takes_only_an_upload(self, api_as, tmp_path):
+        from apps.rollouts.models import RewardRecipe
+
+        path = write_jsonl(tmp_path / "batch.jsonl", score_items())
+        response = api_as("admin").post("/jobs", {"kind": "score_completions", "params": {
+            "recipe": RewardRecipe.latest("r1-zero-math").pk, "path": str(path)}})
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "params", "path"]
