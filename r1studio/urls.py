@@ -26,6 +26,7 @@ urlpatterns = [
     path("jobs/<int:pk>/dashboard", training.job_dashboard, name="job_dashboard"),
     path("jobs/<int:pk>/dashboard.json", training.job_dashboard_data, name="job_dashboard_data"),
     path("jobs/<int:pk>/dashboard.csv", training.job_dashboard_csv, name="job_dashboard_csv"),
+    path("jobs/<int:pk>/health", training.job_health, name="job_health"),
     path("models/", training.model_list, name="model_list"),
     path("models/<int:pk>/pipeline", training.pipeline, name="pipeline"),
     path("evaluations/", training.evaluation_list, name="evaluation_list"),

@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout, reward_component_value
+from apps.training import health
 from apps.training.models import StepMetric
 from workers.rewards import shape
 
@@ -31,7 +32,9 @@ MIXED_LANGUAGE_BELOW = 0.95  # language consistency under this counts as mixing 
 RECENT_FLAGGED = 50
 FLAG_TABLE_ROWS = 100  # the page's table; the CSV has every step
 ANSWER_PREVIEW_CHARS = 120
-TRAINER_METRICS = {"reward_std": "reward std (trainer)", "kl": "KL", "loss": "loss", "entropy": "entropy"}
+TRAINER_METRICS = {"reward_std": "reward std (trainer)", "kl": "KL", "loss": "loss", "entropy": "entropy",
+                   "frac_reward_zero_std": "groups with all-equal rewards (no signal)",
+                   "clip_ratio/region_mean": "clipped-token ratio"}
 
 # Each bit of workers.rewards.shape gets a stable key for JSON and CSV; a bit added there later still shows.
 _SHAPE_KEYS = {shape.SHORT_REASONING: "short_reasoning", shape.REPEATED_TEXT: "repeated_text",
@@ -61,7 +64,8 @@ def dashboard_data(job: Job, min_reward: float | None = None) -> dict:
     )
     threshold, rule = _high_reward_threshold(bounds["best_reward"], min_reward)
     by_bucket = bounds["rollouts"] > 0 and bounds["last_step"] == 0
-    components = _reward_components(bounds["last_id"])
+    weights = _reward_weights(bounds["last_id"])
+    components = list(weights)
     rows = _grouped_rows(job, bounds, by_bucket, components, threshold)
 
     if by_bucket:
@@ -81,6 +85,7 @@ def dashboard_data(job: Job, min_reward: float | None = None) -> dict:
     series = _rollout_series(xs, rows_at, components) + _trainer_series(xs, trainer)
     series += _flag_series(xs, rows_at)
     present = {s["key"] for s in series if any(v is not None for v in s["values"])}
+    steps = [] if by_bucket else health.steps_from_series(xs, {s["key"]: s["values"] for s in series}, weights)
     return {
         "job": {"id": job.pk, "kind": job.kind, "label": job.label or job.kind, "status": job.status,
                 "live": job.status in (Job.Status.QUEUED, Job.Status.RUNNING)},
@@ -89,6 +94,7 @@ def dashboard_data(job: Job, min_reward: float | None = None) -> dict:
         "series": series,
         "charts": [chart for chart in _charts(series) if any(key in present for key in chart["series"])],
         "flags": _flags(job, xs, rows_at, threshold, rule, bounds),
+        "alerts": health.alerts_with_examples(job, steps),
     }
 
 
@@ -110,12 +116,14 @@ def _high_reward_threshold(best_reward: float | None, min_reward: float | None) 
     return threshold, f"total reward ≥ {threshold:g} ({HIGH_REWARD_SHARE:.0%} of the job's best, {best_reward:g})"
 
 
-def _reward_components(last_id: int | None) -> list[str]:
-    """The components of the latest rollout's recipe (a pk lookup, not a scan for the newest row)."""
+def _reward_weights(last_id: int | None) -> dict[str, float]:
+    """The components of the latest rollout's recipe and their weights (a pk lookup, not a scan)."""
     if last_id is None:
-        return []
+        return {}
     rewards = Rollout.objects.filter(pk=last_id).values_list("rewards", flat=True).first()
-    return sorted(rewards) if isinstance(rewards, dict) else []
+    if not isinstance(rewards, dict):
+        return {}
+    return {name: spec.get("weight", 1.0) if isinstance(spec, dict) else 1.0 for name, spec in sorted(rewards.items())}
 
 
 def _grouped_rows(job, bounds, by_bucket, components, threshold) -> list[dict]:
@@ -172,7 +180,9 @@ def _charts(series: list[dict]) -> list[dict]:
         {"id": "reflection", "title": "Reflection words (the \u201caha\u201d tracker)", "series": ["reflection"],
          "share": True},
         {"id": "language", "title": "Language mixing", "series": ["language_mixing"], "share": True},
-        {"id": "trainer", "title": "KL and loss", "series": ["kl", "loss", "entropy"]},
+        {"id": "trainer", "title": "Trainer: KL, loss and token entropy", "series": ["kl", "loss", "entropy"]},
+        {"id": "signal", "title": "Groups with no signal, clipped tokens", "series": [
+            "frac_reward_zero_std", "clip_ratio/region_mean"], "share": True},
         {"id": "flags", "title": "High-reward rollouts with a suspicious shape", "series": ["high_reward", *flags]},
     ]
     for chart in charts:

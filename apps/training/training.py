@@ -259,7 +259,7 @@ def _spec(job, params: dict, run: Run, rows: int, resume) -> TrainSpec:
         max_steps = params.get("max_steps") or sft_steps(rows, params["epochs"], params["batch_size"])
     else:
         knobs = ("num_generations", "steps_per_generation", "max_completion_length", "temperature", "top_p", "beta",
-                 "epsilon", "loss_type", "use_vllm")
+                 "epsilon", "loss_type", "use_vllm", "stop_format_at", "stop_falling_steps")
         grpo = GRPOSpec(recipe=RewardRecipe.objects.get(pk=params["recipe"]).spec, **{k: params[k] for k in knobs})
         max_steps = params["max_steps"]
     return TrainSpec(
@@ -302,6 +302,9 @@ class EventSink:
                 self.final = self._register(Path(event["path"]), event["step"], final=True)
             elif kind == "summary":
                 self.ctx.report(**{k: round(v, 4) for k, v in event["metrics"].items()})
+            elif kind == "stopped":
+                self.ctx.log(f"step {event['step']}: {event['reason']}")
+                self.ctx.report(stopped_by_rule=event["reason"], stopped_at_step=event["step"])
         if rollouts:
             bulk_insert(Rollout, rollouts)
         if metrics:

@@ -10,6 +10,7 @@ from apps.jobs.models import Job
 from apps.training import dashboard
 from apps.training.comparison import ComparisonError, compare_prompts, evaluation_pair, evaluation_table, metric_rows
 from apps.training.pipeline import lineage_root, pipeline_for
+from workers.training.health import MIN_STEPS
 
 
 @permission_required("datasets.view_modelversion", raise_exception=True)
@@ -60,8 +61,19 @@ def job_dashboard(request, pk):
         return render(request, "error.html", {"message": str(exc)}, status=400)
     # The override travels on to the JSON the page fetches and to the download links.
     query = "?" + urlencode({"min_reward": min_reward}) if min_reward is not None else ""
-    context = {"job": job, "data": dashboard.dashboard_data(job, min_reward), "query": query, "min_reward": min_reward}
+    context = {"job": job, "data": dashboard.dashboard_data(job, min_reward), "query": query, "min_reward": min_reward,
+               "health_min_steps": MIN_STEPS}
     return render(request, "training/dashboard.html", context)
+
+
+@permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)
+def job_health(request, pk):
+    """The run-health alerts of a job (a partial: the dashboard and the job page poll it while it runs)."""
+    job = get_object_or_404(Job, pk=pk)
+    data = dashboard.dashboard_data(job)
+    context = {"job": job, "alerts": data["alerts"], "live": data["job"]["live"], "steps": len(data["x"]["values"]),
+               "min_steps": MIN_STEPS}
+    return render(request, "training/_health.html", context)
 
 
 @permission_required(("jobs.view_job", "rollouts.view_rollout"), raise_exception=True)

@@ -56,7 +56,13 @@ class CheckpointEvent(TypedDict):
     path: str  # written only once the checkpoint is whole on disk
 
 
-Event = MetricsEvent | SummaryEvent | RolloutsEvent | CheckpointEvent
+class StoppedEvent(TypedDict):
+    type: Literal["stopped"]
+    step: int
+    reason: str  # the GRPO stop rule acted: training ends here, and the model is saved as usual
+
+
+Event = MetricsEvent | SummaryEvent | RolloutsEvent | CheckpointEvent | StoppedEvent
 
 
 def event_file(run_dir: Path, rank: int) -> Path:
@@ -69,7 +75,8 @@ class EventWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def write(self, kind: Literal["metrics", "summary", "rollouts", "checkpoint"], **fields) -> None:
+    def write(self, kind: Literal["metrics", "summary", "rollouts", "checkpoint", "final", "stopped"],
+              **fields) -> None:
         # One write of one whole line, then flush: a reader never sees half an event unless
         # the process dies mid-write, and a reader skips a last line without its newline.
         self._file.write(json.dumps({"type": kind, **fields}, ensure_ascii=False, allow_nan=False, default=str) + "\n")

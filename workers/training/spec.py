@@ -76,6 +76,9 @@ class GRPOSpec:
     scoring_processes: int = _field(1, "Processes scoring completions with the recipe")
     scoring_timeout_s: float = _field(20.0, "Seconds one completion may take to score")
     record_rollouts: bool = _field(True, "Store every scored completion as a rollout")
+    stop_format_at: float | None = _field(
+        None, "Stop when the format reward is at least this and accuracy keeps falling (empty: never)")
+    stop_falling_steps: int = _field(10, "Steps accuracy must stay below its best before the stop rule acts")
 
     def __post_init__(self):
         if not isinstance(self.recipe, dict) or not self.recipe.get("components"):
@@ -86,6 +89,8 @@ class GRPOSpec:
             raise SpecError(f"grpo.loss_type: {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         if not 0 < self.temperature <= 2 or not 0 < self.top_p <= 1:
             raise SpecError("grpo: temperature must be in (0, 2] and top_p in (0, 1]")
+        if self.stop_format_at is not None and (not 0 <= self.stop_format_at <= 1 or self.stop_falling_steps < 1):
+            raise SpecError("grpo: stop_format_at must be in [0, 1] and stop_falling_steps at least 1")
         if self.beta < 0 or self.epsilon < 0 or self.max_completion_length < 1 or self.steps_per_generation < 1:
             raise SpecError("grpo: beta and epsilon must be non-negative, lengths and steps positive")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from workers.training.events import EventWriter, RolloutRow, event_file
+from workers.training.health import StopRule, step_from_trl_logs
 from workers.training.spec import TrainSpec
 
 CHECKPOINT_MARKER = "r1studio-checkpoint.json"  # written only once a checkpoint is whole
@@ -198,11 +199,26 @@ def rollout_rows(trainer, inputs: list[dict], output: dict, rewards) -> list[Rol
 def _event_callback(events: EventWriter, spec: TrainSpec):
     from transformers import TrainerCallback
 
+    grpo = spec.grpo
+    stop_rule = StopRule(grpo.stop_format_at, grpo.stop_falling_steps) if grpo and grpo.stop_format_at is not None \
+        else None
+    seen: list = []  # the steps' figures the stop rule reads
+
     class EventCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs:
+            if not logs:
                 return
             figures = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            if stop_rule and "train_runtime" not in figures:
+                # TRL gathers its logged figures across ranks: every rank decides alike and stops at the same step.
+                seen.append(step_from_trl_logs(state.global_step, figures, spec.per_device_batch_size * spec.processes))
+                reason = stop_rule.should_stop(seen)
+                if reason:
+                    control.should_training_stop = True
+                    if state.is_world_process_zero:
+                        events.write("stopped", step=state.global_step, reason=reason)
+            if not state.is_world_process_zero:
+                return
             if "train_runtime" in figures:  # the end-of-training summary, not a step
                 events.write("summary", step=state.global_step, metrics=figures)
             else:
