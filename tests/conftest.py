@@ -131,3 +131,29 @@ def server():
     fake = FakeServer()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def page(live_server, admin_client, monkeypatch):
+    """A headless Chromium page on the live server, signed in as the admin; it fails the test on a page
+    error or a refused Content-Security-Policy."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.r1studio.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_server.url)
+        context.add_cookies([{"name": "sessionid", "value": admin_client.cookies["sessionid"].value,
+                              "url": live_server.url}])
+        page = context.new_page()
+        errors, refused = [], []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        # The Content-Security-Policy (apps/core/middleware.py) must not refuse anything our pages use.
+        page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
+        yield page
+        browser.close()
+        assert errors == [], errors  # no page threw a JavaScript error
+        assert refused == [], refused

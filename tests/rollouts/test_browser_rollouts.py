@@ -8,11 +8,10 @@ per page goes to test-artifacts/.
 import re
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apps.jobs.models import Job
 from apps.training.models import StepMetric
-from tests.r1studio.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.rollout_factory import add_prompt, add_rollouts, solved
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,26 +39,6 @@ def grpo_run(dataset):
     add_rollouts(job, hostile, ["<script>window.pwned = 1</script><think>fine</think><answer>$\\frac{1}{2}$</answer>"],
                  step=STEPS, sample_index=GROUP, total_reward=0.0)
     return job
-
-
-@pytest.fixture
-def page(live_server, admin_client, monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=live_server.url)
-        context.add_cookies([{"name": "sessionid", "value": admin_client.cookies["sessionid"].value,
-                              "url": live_server.url}])
-        page = context.new_page()
-        errors, refused = [], []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        # The Content-Security-Policy (apps/core/middleware.py) must not refuse anything our pages use.
-        page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
-        yield page
-        browser.close()
-        assert errors == [], errors  # no page threw a JavaScript error
-        assert refused == [], refused
 
 
 def test_filter_search_page_deep_open_a_rollout_its_group_and_the_dashboard(page, grpo_run, artifacts):

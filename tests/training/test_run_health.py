@@ -3,10 +3,12 @@
 the stop rule, and the alerts on the dashboard and the job page."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
@@ -124,8 +126,8 @@ def collapsed_job(dataset):
 
 @pytest.mark.django_db
 def test_the_dashboard_and_the_job_page_show_the_alert_with_examples(admin_client, collapsed_job):
-    page = admin_client.get(reverse("job_dashboard", args=[collapsed_job.pk])).content.decode()
-    assert "Format reward rising while accuracy falls" in page and 'data-rule="format_over_accuracy"' in page
+    html = admin_client.get(reverse("job_dashboard", args=[collapsed_job.pk])).content.decode()
+    assert "Format reward rising while accuracy falls" in html and 'data-rule="format_over_accuracy"' in html
     partial = admin_client.get(reverse("job_health", args=[collapsed_job.pk]))
     assert partial.status_code == 200 and "Format reward rising while accuracy falls" in partial.content.decode()
     example = partial.context["alerts"][0]["examples"][0]
@@ -160,3 +162,17 @@ def test_the_trainers_callback_stops_the_collapsing_run_and_says_why(tmp_path):
     assert stopped_at is not None and stopped_at < 80
     stopped = [e for e in EventReader(tmp_path).read() if e["type"] == "stopped"]
     assert [e["step"] for e in stopped] == [stopped_at] and "format reward" in stopped[0]["reason"]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_alert_in_chromium_on_the_dashboard_and_the_job_page(collapsed_job, page, artifacts):
+    page.goto(f"/jobs/{collapsed_job.pk}/dashboard")
+    alert = page.locator('#run-health .alert[data-rule="format_over_accuracy"]')
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("while accuracy fell")
+    alert.locator(".alert-examples a").first.click()
+    expect(page).to_have_url(re.compile(r"/rollouts/\d+"))
+    page.goto(f"/jobs/{collapsed_job.pk}/")
+    expect(page.locator('#run-health .alert[data-rule="no_signal"]')).to_be_visible()  # loaded by htmx
+    page.screenshot(path=str(artifacts / "job-run-health.png"), full_page=True)
