@@ -15,6 +15,10 @@ class ReviewQueue(models.Model):
     source_filter = models.JSONField(default=dict, blank=True, help_text="The rollout filter it was built from")
     item_limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items")
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Annotators per item")
+    seed = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Items spread across prompts in this seed's random order; empty: the filter's own order",
+    )
     suggested_tags = models.JSONField(default=list, blank=True, help_text="Tags offered on the review screen")
     target_dataset = models.ForeignKey(
         "datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="review_queues"

@@ -38,8 +38,9 @@ def queue_list(request):
 @permission_required("curation.add_reviewqueue", raise_exception=True)
 def queue_create(request):
     """GET review/new?<rollout filter>: the form, with what the filter matches; POST builds the queue."""
+    can_create = request.user.has_perm("datasets.add_dataset")
     if request.method == "POST":
-        form = QueueForm(request.POST)
+        form = QueueForm(request.POST, can_create_dataset=can_create)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -48,7 +49,8 @@ def queue_create(request):
                     source=data["source"], source_filter=QueryDict(data["filter_query"]),
                     import_job=data["import_job"].pk if data["import_job"] else None, limit=data["limit"],
                     guidelines=data["guidelines"], target_dataset=data["target_dataset"],
-                    suggested_tags=data["suggested_tags"],
+                    new_dataset=data.get("new_dataset", ""), suggested_tags=data["suggested_tags"],
+                    seed=form.queue_seed,
                 )
             except queues.QueueError as exc:
                 field = exc.field if exc.field in form.fields and exc.field != "filter_query" else None
@@ -64,7 +66,7 @@ def queue_create(request):
         # ?import_job=<id> (from an ingest's page) starts on that import; anything else is a rollout filter.
         import_job = request.GET.get("import_job", "")
         form = QueueForm(initial={"filter_query": urlencode(source_filter), "import_job": import_job or None,
-                                  "source": "import" if import_job else "filter"})
+                                  "source": "import" if import_job else "filter"}, can_create_dataset=can_create)
         status = 200
     context = {"form": form, "source_filter": source_filter}
     try:

@@ -63,9 +63,10 @@ def target(db):
     return Dataset.objects.create(name="cold-start")
 
 
-def make_queue(annotators, overlap=1, filter_=None, target=None, name="cold start", **kwargs):
+def make_queue(annotators, overlap=1, filter_=None, target=None, name="cold start", seed=None, **kwargs):
+    """A queue in the filter's own order unless a seed is given, so tests know which item is where."""
     return queues.build_queue(name=name, annotators=annotators, overlap=overlap, source_filter=filter_ or {},
-                              target_dataset=target, **kwargs)
+                              target_dataset=target, seed=seed, **kwargs)
 
 
 def annotation_of(queue, user, position=1) -> Annotation:
@@ -588,3 +589,82 @@ def test_the_new_queue_page_offers_an_import(client, dataset, target, users):
                                                     "annotators": [users["annotator"].pk],
                                                     "target_dataset": "cold-start"})
     assert missing.status_code == 400 and "choose the import to review" in missing.content.decode()
+
+
+# ---- spreading a queue across prompts ---------------------------------------------------------
+
+
+@pytest.fixture
+def samples(dataset):
+    """A run with 4 prompts and 3 samples of each, written prompt by prompt (the filter's order groups them)."""
+    job = Job.objects.create(kind="generate", status="succeeded", label="three samples each")
+    for i in range(4):
+        prompt = add_prompt(dataset, f"What is {i} times 3? (samples)", str(3 * i))
+        add_rollouts(job, prompt, [solved(str(3 * i), f"{i} three times: {3 * i}.")] * 3, is_correct=True)
+    return job
+
+
+def items_of(queue) -> list[tuple[int, int]]:
+    return list(queue.items.order_by("position").values_list("rollout_id", "prompt_id"))
+
+
+def test_a_spread_queue_takes_one_rollout_per_prompt_before_a_second(samples, target):
+    annotators = make_annotators(1)
+    by_filter = make_queue(annotators, filter_={"job": str(samples.pk), "sort": "oldest"}, target=target, limit=4,
+                           name="filter order")
+    assert len({prompt for _, prompt in items_of(by_filter)}) == 2  # 3 samples of one prompt, 1 of the next
+
+    four = make_queue(annotators, filter_={"job": str(samples.pk)}, target=target, limit=4, seed=0, name="four")
+    assert four.seed == 0 and len({prompt for _, prompt in items_of(four)}) == 4
+    six = make_queue(annotators, filter_={"job": str(samples.pk)}, target=target, limit=6, seed=0, name="six")
+    assert sorted(Counter(prompt for _, prompt in items_of(six)).values()) == [1, 1, 2, 2]
+    assert items_of(six)[:4] == items_of(four)  # a bigger limit takes the same first items
+
+    everything = items_of(make_queue(annotators, filter_={"job": str(samples.pk)}, target=target, seed=0,
+                                     name="all"))
+    assert len(everything) == 12 and len({rollout for rollout, _ in everything}) == 12
+    for start in (0, 4, 8):  # three rounds, each with every prompt once
+        assert len({prompt for _, prompt in everything[start:start + 4]}) == 4
+
+    # The seed fixes the order: the same seed rebuilds it, another seed gives another.
+    again = make_queue(annotators, filter_={"job": str(samples.pk)}, target=target, seed=0, name="all again")
+    assert items_of(again) == everything
+    orders = {tuple(items_of(make_queue(annotators, filter_={"job": str(samples.pk)}, target=target, seed=seed,
+                                        name=f"seed {seed}"))) for seed in (1, 2, 3)}
+    assert len(orders | {tuple(everything)}) == 4
+    first_rounds = [[prompt for _, prompt in order[:4]] for order in orders]
+    assert any(r != sorted(r) for r in first_rounds)  # prompts come in a shuffled order, not by id
+    event = AuditEvent.objects.filter(action="queue.create").order_by("-id").first()
+    assert event.details["seed"] == 3
+
+
+def test_the_queue_form_records_the_seed_and_can_create_its_target_dataset(client, samples, target, users):
+    client.force_login(users["reviewer"])
+    page = client.get(reverse("queue_create"), {"job": samples.pk}).content.decode()
+    assert 'name="seed"' in page and 'value="spread"' in page
+    assert 'name="new_dataset"' not in page and "it must exist already (an admin creates datasets)" in page
+    form = {"name": "spread", "source": "filter", "filter_query": f"job={samples.pk}", "overlap": "1",
+            "annotators": [users["annotator"].pk], "limit": "4", "order": "spread", "seed": "7"}
+    no_target = client.post(reverse("queue_create"), form)
+    assert no_target.status_code == 400 and "choose the dataset accepted items go into" in no_target.content.decode()
+    refused = client.post(reverse("queue_create"), {**form, "new_dataset": "made-by-a-reviewer"})
+    assert refused.status_code == 400 and not Dataset.objects.filter(name="made-by-a-reviewer").exists()
+
+    client.force_login(users["admin"])
+    page = client.get(reverse("queue_create"), {"job": samples.pk}).content.decode()
+    assert 'name="new_dataset"' in page
+    bad = client.post(reverse("queue_create"), {**form, "new_dataset": "fresh-set", "overlap": "2"})
+    assert bad.status_code == 400 and not Dataset.objects.filter(name="fresh-set").exists()  # all or nothing
+    both = client.post(reverse("queue_create"), {**form, "new_dataset": "fresh-set", "target_dataset": "cold-start"})
+    assert both.status_code == 400 and "not both" in both.content.decode()
+    made = client.post(reverse("queue_create"), {**form, "new_dataset": "fresh-set"})
+    queue = ReviewQueue.objects.get(name="spread")
+    assert made.status_code == 302 and queue.target_dataset.name == "fresh-set" and queue.seed == 7
+    assert len({prompt for _, prompt in items_of(queue)}) == 4
+    assert "spread across prompts (seed 7)" in client.get(reverse("queue_detail", args=[queue.pk])).content.decode()
+    taken = client.post(reverse("queue_create"), {**form, "name": "again", "new_dataset": "fresh-set"})
+    assert taken.status_code == 400 and "exists already: choose it as the target" in taken.content.decode()
+    in_order = client.post(reverse("queue_create"), {**form, "name": "filter order", "order": "filter",
+                                                     "target_dataset": "fresh-set"})
+    assert in_order.status_code == 302 and ReviewQueue.objects.get(name="filter order").seed is None
+
