@@ -26,3 +26,10 @@ def split_for_editing(rollout) -> tuple[str, str]:
     if not reasoning:
         reasoning = _TAGS.sub("", _ANSWER_BLOCK.sub("", rollout.completion or "")).strip()
     return reasoning, summary
+
+
+def is_unchanged(rollout, reasoning: str, summary: str) -> bool:
+    """Whether a rewrite is the text the editor started from: saving it as an edit would record a decision
+    nobody made (the model's text, reformatted, counted as a person's rewrite)."""
+    rewrite = (reasoning.replace("\r\n", "\n").strip(), summary.replace("\r\n", "\n").strip())
+    return rewrite == split_for_editing(rollout)

@@ -15,7 +15,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from apps.core import audit
-from apps.curation.coldstart import cold_start_text
+from apps.curation.coldstart import cold_start_text, is_unchanged
 from apps.curation.models import Annotation, AnnotationRevision, ReviewItem, ReviewQueue
 from apps.datasets.models import DatasetVersionExample, Edit, Example, RolloutProvenance
 from apps.datasets.versions import freeze_version
@@ -96,6 +96,9 @@ def decision_outcome(item: ReviewItem, decision: str, reasoning: str = "", summa
     if decision == REVIEWER:
         if not (reasoning.strip() or summary.strip()):
             raise InvalidDecision("your own edit needs the rewritten reasoning or summary")
+        if item.rollout_id and is_unchanged(item.rollout, reasoning, summary):
+            raise InvalidDecision("your own edit is the model's text unchanged: change it, or decide "
+                                  "\"accept\" to keep the original")
         return Outcome(EDIT, reasoning.replace("\r\n", "\n"), summary.replace("\r\n", "\n"), REVIEWER,
                        _crediting(item, EDIT))
     if decision.startswith("annotation:"):

@@ -13,11 +13,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core import audit
+from apps.curation.coldstart import is_unchanged
 from apps.curation.models import Annotation, AnnotationRevision, ReviewItem
 from apps.curation.resolution import resolve_by_agreement
 
 FIELDS = ("verdict", "readability", "edited_reasoning", "edited_summary", "tags", "notes")
 TEXT_LIMITS = {"edited_reasoning": 2_000_000, "edited_summary": 200_000, "notes": 10_000}
+UNCHANGED_EDIT = ("the rewrite is the model's text unchanged: change it before saving it as an edit, "
+                  "or accept the rollout as it is")
 MAX_TAGS, MAX_TAG_CHARS = 20, 50
 
 
@@ -106,7 +109,9 @@ def save_annotation(annotation: Annotation, user, changes: dict, expected_versio
     """Apply `changes` if the annotation is still at `expected_version`; returns it at its new version.
 
     Only the annotator it belongs to, with the annotate permission, may save it (PermissionDenied).
-    Raises InvalidChange for a bad value and EditConflict for a stale version; neither writes anything.
+    Raises InvalidChange for a bad value (an edit whose text is the model's unchanged among them) and
+    EditConflict for a stale version; neither writes anything. A pending annotation may hold a draft rewrite:
+    the item stays undone until a verdict is saved.
     A verdict change is audited (annotation.accept, .reject, .edit), the autosaves in between are not.
     """
     if annotation.annotator_id != user.pk or not user.has_perm("curation.change_annotation"):
@@ -127,10 +132,14 @@ def save_annotation(annotation: Annotation, user, changes: dict, expected_versio
         if not updated:
             current = Annotation.objects.select_related("updated_by").get(pk=annotation.pk)
             raise EditConflict(current, expected_version)
-        saved = Annotation.objects.select_related("item__queue", "annotator").get(pk=annotation.pk)
-        if saved.verdict == Annotation.Verdict.EDIT and not (saved.edited_reasoning.strip()
-                                                            or saved.edited_summary.strip()):
-            raise InvalidChange("edited_reasoning", "an edit needs the rewritten reasoning or summary")
+        saved = Annotation.objects.select_related("item__queue", "item__rollout", "annotator").get(pk=annotation.pk)
+        if saved.verdict == Annotation.Verdict.EDIT:
+            if not (saved.edited_reasoning.strip() or saved.edited_summary.strip()):
+                raise InvalidChange("edited_reasoning", "an edit needs the rewritten reasoning or summary")
+            # An "edit" of unchanged text would count as done and freeze the model's own text as a person's rewrite.
+            if saved.item.rollout is not None and is_unchanged(saved.item.rollout, saved.edited_reasoning,
+                                                               saved.edited_summary):
+                raise InvalidChange("edited_reasoning", UNCHANGED_EDIT)
         AnnotationRevision.objects.create(
             annotation=saved, version=saved.version, by=user, verdict=saved.verdict, readability=saved.readability,
             edited_reasoning=saved.edited_reasoning, edited_summary=saved.edited_summary, tags=saved.tags,

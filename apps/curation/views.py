@@ -146,6 +146,8 @@ def review_item(request, pk, position):
         "done": mine.exclude(verdict="pending").count(),
         "edit_reasoning": reasoning, "edit_summary": summary, "editor_open": bool(edited),
         "original": {"reasoning": original_reasoning, "summary": original_summary},
+        # What the server holds (a draft or a saved edit), so cancelling knows whether there is a draft to drop.
+        "saved_rewrite": {"reasoning": annotation.edited_reasoning, "summary": annotation.edited_summary},
         "preview": cold_start_text(reasoning, summary),
         "readability_choices": READABILITY, "tags": ", ".join(annotation.tags),
         "can_save": request.user.has_perm("curation.change_annotation"),

@@ -117,23 +117,26 @@ def test_an_annotator_reviews_with_the_keyboard_only(browser_context, queue, ann
     expect(page.locator("#raw-completion")).to_contain_text("<script>window.pwned = 1</script>")
     assert page.evaluate("window.pwned") is None
 
-    # Edit: the editor opens on the rollout's own reasoning and answer, focused in the reasoning.
+    # Edit: the editor opens on the rollout's own reasoning and answer, focused in the reasoning; opening it
+    # records nothing (the verdict is still pending until a changed rewrite is saved).
     page.keyboard.press("e")
     editor = page.locator("#editor")
     reasoning, summary = page.locator("#edited_reasoning"), page.locator("#edited_summary")
     expect(editor).to_be_visible()
     expect(reasoning).to_be_focused()
     expect(reasoning).to_have_value("Add them: 2 + 2 = 4.")
-    wait_stored(queue, annotator, 3, "edit verdict saved", verdict="edit")
+    expect(page.locator("#verdict-shown")).to_have_text("pending")
+    assert (stored(queue, annotator, 3).verdict, stored(queue, annotator, 3).version) == ("pending", 1)
     page.keyboard.press("Control+End")
     page.keyboard.type(" Check again: a sum of two and two is four.")  # letters that are shortcuts elsewhere
     expect(page.locator("#diff ins").first).to_contain_text("Check again")  # the live diff follows the typing
     expect(page.locator("#preview")).to_contain_text("<think>\nAdd them: 2 + 2 = 4. Check again")
-    expect(page.locator("#verdict-shown")).to_have_text("edit")  # typing "a" in a field did not accept
+    expect(page.locator("#verdict-shown")).to_have_text("pending")  # typing "a" in a field did not accept
     page.keyboard.press("Control+s")
     wait_stored(queue, annotator, 3, "Ctrl+S saved the rewrite",
                 edited_reasoning="Add them: 2 + 2 = 4. Check again: a sum of two and two is four.", verdict="edit")
     expect(status).to_contain_text("Saved")
+    expect(page.locator("#verdict-shown")).to_have_text("edit")
     page.screenshot(path=artifacts / "review-editing.png", full_page=True)
 
     # Autosave: type in the summary and stop; nothing is sent before the pause, then it saves by itself.
@@ -223,3 +226,88 @@ def test_a_reviewer_adjudicates_a_disagreement_and_freezes_the_queue(open_as, da
     assert version.example_count == 2 and version.note == "first cold-start cut"
     assert version.provenance == {"queue": queue.pk, "name": queue.name, "accepted": 1, "edited": 1, "rejected": 0}
     page.screenshot(path=artifacts / "review-frozen.png", full_page=True)
+
+
+def test_opening_the_editor_records_nothing_until_a_changed_rewrite_is_saved(browser_context, queue, annotator,
+                                                                             artifacts):
+    page = browser_context.new_page()
+    saves = []
+    page.on("request", lambda request: saves.append(request.url) if request.method == "POST" else None)
+    status, editor = page.locator("#save-status"), page.locator("#editor")
+    reasoning, verdict = page.locator("#edited_reasoning"), page.locator("#verdict-shown")
+    overview = browser_context.new_page()  # the queue page in a second tab: what counts as done
+    overview_url = f"/review/{queue.pk}/overview"
+    page.goto(f"/review/{queue.pk}/1/")
+    model_reasoning = reasoning.input_value()
+
+    # e, then Escape twice (leave the field, close the editor): nothing reaches the server, even after the
+    # autosave delay, and the item is still to do.
+    page.keyboard.press("e")
+    expect(editor).to_be_visible()
+    expect(reasoning).to_be_focused()
+    expect(status).to_contain_text("nothing is recorded until you save a changed rewrite")
+    page.keyboard.press("Escape")
+    expect(reasoning).not_to_be_focused()
+    expect(editor).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(editor).to_be_hidden()
+    expect(status).to_have_text("Editor closed: nothing was recorded.")
+    page.wait_for_timeout(2000)  # past the 1.5 s autosave
+    assert saves == []
+    first = stored(queue, annotator, 1)
+    assert (first.verdict, first.version, first.edited_reasoning) == ("pending", 1, "")
+    overview.goto(overview_url)
+    expect(overview.locator("#review-link")).to_have_text("Review (3 of 3 left)")
+    overview.locator("#review-link").click()  # the queue's entry still leads to it
+    expect(overview).to_have_url(re.compile(rf"/review/{queue.pk}/1/$"))
+
+    # Saving the unchanged text as an edit is refused, saying why; Cancel closes the editor.
+    page.keyboard.press("e")
+    page.keyboard.press("Control+s")
+    expect(status).to_contain_text("Not saved as an edit: the rewrite is the model's text unchanged")
+    expect(verdict).to_have_text("pending")
+    page.get_by_role("button", name="Cancel").click()
+    expect(editor).to_be_hidden()
+    assert saves == [] and stored(queue, annotator, 1).version == 1
+
+    # A real rewrite: autosaved as a draft while the item stays to do, recorded as an edit by Ctrl+S.
+    page.keyboard.press("e")
+    page.keyboard.press("Control+End")
+    page.keyboard.type(" Both are two.")
+    wait_stored(queue, annotator, 1, "the draft autosaved", edited_reasoning=model_reasoning + " Both are two.",
+                verdict="pending")
+    expect(status).to_contain_text("a draft rewrite, not an edit until you save it")
+    overview.goto(overview_url)
+    expect(overview.locator("#review-link")).to_have_text("Review (3 of 3 left)")
+    page.keyboard.press("Control+s")
+    wait_stored(queue, annotator, 1, "the edit recorded", verdict="edit")
+    expect(verdict).to_have_text("edit")
+    page.screenshot(path=artifacts / "review-edit-recorded.png", full_page=True)
+    overview.goto(overview_url)
+    expect(overview.locator("#review-link")).to_have_text("Review (2 of 3 left)")
+
+    # Accept and reject keys record their verdicts.
+    page.keyboard.press("Escape")  # out of the field: shortcuts again
+    page.keyboard.press("j")
+    expect(page).to_have_url(re.compile(rf"/review/{queue.pk}/2/$"))
+    page.keyboard.press("a")
+    wait_stored(queue, annotator, 2, "accept", verdict="accept")
+    page.keyboard.press("j")
+    expect(page).to_have_url(re.compile(rf"/review/{queue.pk}/3/$"))
+    page.keyboard.press("r")
+    wait_stored(queue, annotator, 3, "reject", verdict="reject")
+    overview.goto(overview_url)
+    expect(overview.locator("#review-link")).to_have_text("Look through your 3 items")
+
+    # A draft beside a reject, then cancelled (confirming the loss): the draft is dropped, the reject stands.
+    page.keyboard.press("e")
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("A rewrite I will not keep. ")
+    wait_stored(queue, annotator, 3, "the draft beside the reject", verdict="reject",
+                edited_reasoning="A rewrite I will not keep. Add them: 2 + 2 = 4.")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel").click()
+    wait_stored(queue, annotator, 3, "the draft dropped", verdict="reject", edited_reasoning="", edited_summary="")
+    expect(editor).to_be_hidden()
+    assert [item.final_verdict for item in ReviewItem.objects.filter(queue=queue).order_by("position")] == [
+        "edit", "accept", "reject"]

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from apps.core.models import AuditEvent
 from apps.core.roles import ROLES
-from apps.curation import queues, resolution
+from apps.curation import queues, resolution, review
 from apps.curation.coldstart import cold_start_text, split_for_editing
 from apps.curation.models import Annotation, AnnotationRevision, ReviewItem, ReviewQueue
 from apps.curation.review import EditConflict, InvalidChange, save_annotation
@@ -293,6 +293,51 @@ def test_bad_values_are_refused_naming_the_field_and_nothing_changes(run, target
     assert caught.value.field == field
     stored = annotation_of(queue, annotator)
     assert (stored.version, stored.verdict) == (1, "pending") and not stored.revisions.exists()
+
+
+def test_an_edit_of_the_models_text_unchanged_is_refused_and_a_draft_leaves_the_item_to_do(client, run, target):
+    annotator = make_annotators(1)[0]
+    queue = make_queue([annotator], target=target, limit=2, seed=None, filter_={"sort": "oldest"})
+    annotation = annotation_of(queue, annotator)
+    reasoning, summary = split_for_editing(annotation.item.rollout)
+    with pytest.raises(InvalidChange, match="the model's text unchanged") as caught:
+        # Whitespace at the ends is not a rewrite either.
+        save_annotation(annotation, annotator, {"verdict": "edit", "edited_reasoning": f"  {reasoning}\n",
+                                                "edited_summary": summary}, 1)
+    assert caught.value.field == "edited_reasoning"
+    assert (annotation_of(queue, annotator).version, annotation_of(queue, annotator).verdict) == (1, "pending")
+
+    # A draft rewrite saved without a verdict: kept, but the item is still to do and nothing is decided.
+    draft = save_annotation(annotation, annotator, {"edited_reasoning": reasoning + " Checked.",
+                                                    "edited_summary": summary}, 1)
+    assert draft.verdict == "pending" and draft.edited_reasoning.endswith("Checked.")
+    assert queues.queue_progress(queue).done == 0 and draft.item.final_verdict == ""
+    assert review.next_pending_position(queue, annotator) == 1
+    assert not Example.objects.exists()
+
+    client.force_login(annotator)
+    url = reverse("queue_review_save", args=[queue.pk, 1])
+    refused = client.post(url, {"version": "2", "verdict": "edit", "edited_reasoning": reasoning,
+                                "edited_summary": summary})
+    assert refused.status_code == 400 and "the model's text unchanged" in refused.json()["error"]
+    assert annotation_of(queue, annotator).version == 2
+    recorded = client.post(url, {"version": "2", "verdict": "edit", "edited_reasoning": reasoning + " Checked.",
+                                 "edited_summary": summary})
+    assert recorded.status_code == 200 and recorded.json()["final_verdict"] == "edit"
+    assert queues.queue_progress(queue).done == 1 and review.next_pending_position(queue, annotator) == 2
+
+
+def test_a_reviewers_own_edit_of_the_unchanged_text_is_refused(run, target, users):
+    first, second = make_annotators(2)
+    queue = make_queue([first, second], overlap=2, target=target, limit=1)
+    judge(annotation_of(queue, first), "accept")
+    judge(annotation_of(queue, second), "reject")
+    item = queue.items.get()
+    reasoning, summary = split_for_editing(item.rollout)
+    with pytest.raises(resolution.InvalidDecision, match="unchanged: change it, or decide \"accept\""):
+        resolution.adjudicate(item, users["reviewer"], "reviewer", 1, reasoning=reasoning, summary=summary)
+    item.refresh_from_db()
+    assert (item.final_verdict, item.version, item.adjudicated_by) == ("", 1, None)
 
 
 def test_bad_input_over_http_is_a_400_naming_the_field(client, run, target):

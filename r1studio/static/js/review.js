@@ -21,14 +21,20 @@
   var canSave = root.dataset.canSave === "1";
   var fields = { reasoning: $("edited_reasoning"), summary: $("edited_summary"), tags: $("tags"), notes: $("notes") };
   var original = JSON.parse($("original-text").textContent);
+  var UNCHANGED = "Not saved as an edit: the rewrite is the model's text unchanged. Change it, " +
+    "or close the editor (Esc) and accept the rollout as it is (a).";
   var editor = $("editor");
   var statusLine = $("save-status");
   var conflictBox = $("conflict");
   var help = $("shortcuts");
 
+  // The verdict is only ever what the person chose: opening the editor sets none, and an edit is recorded
+  // only when a rewrite that differs from the model's text is saved (the server refuses an unchanged one).
   var state = {
     version: Number(root.dataset.version),
     verdict: root.dataset.verdict,
+    savedVerdict: root.dataset.verdict,  // what the server holds; a refused save goes back to it
+    server: JSON.parse($("saved-rewrite").textContent),  // the rewrite the server holds ("" when none)
     readability: root.dataset.readability ? Number(root.dataset.readability) : null,
     editorOpen: !editor.hidden,
     dirty: false,
@@ -65,6 +71,11 @@
 
   // ---- saving ---------------------------------------------------------------------------------
 
+  function rewriteChanged() {
+    return fields.reasoning.value.trim() !== original.reasoning.trim() ||
+      fields.summary.value.trim() !== original.summary.trim();
+  }
+
   function body() {
     var data = new URLSearchParams();
     data.set("version", String(state.version));
@@ -72,9 +83,14 @@
     data.set("readability", state.readability === null ? "" : String(state.readability));
     data.set("tags", fields.tags.value);
     data.set("notes", fields.notes.value);
-    if (state.editorOpen) {  // an accept or reject does not store the untouched prefill as an edit
+    if (state.verdict === "edit" || (state.editorOpen && rewriteChanged())) {
+      // The edit itself, or a draft kept beside another verdict (the item stays to do while pending).
       data.set("edited_reasoning", fields.reasoning.value);
       data.set("edited_summary", fields.summary.value);
+    } else if (state.server.reasoning || state.server.summary) {
+      // No edit and no changed draft: drop the stored draft, so the untouched prefill is never kept as a rewrite.
+      data.set("edited_reasoning", "");
+      data.set("edited_summary", "");
     }
     return data;
   }
@@ -105,12 +121,18 @@
       if (result.status === 200) {
         state.version = data.version;
         root.dataset.version = String(data.version);
-        setStatus("Saved · version " + data.version, "ok");
+        state.savedVerdict = data.verdict;
+        state.server = { reasoning: data.edited_reasoning, summary: data.edited_summary };
+        var draft = data.verdict !== "edit" && (data.edited_reasoning || data.edited_summary);
+        setStatus("Saved · version " + data.version +
+          (draft ? " · a draft rewrite, not an edit until you save it (Ctrl+S)" : ""), "ok");
         showFinal(data.final_verdict);
         return true;
       }
       state.dirty = true;
       if (result.status === 409) { showConflict(data); return false; }
+      state.verdict = state.savedVerdict;  // a refused verdict is not shown as if it were recorded
+      showVerdict();
       setStatus(data.error || "Not saved (HTTP " + result.status + ")", "error");
       return false;
     }).catch(function () {
@@ -153,7 +175,8 @@
     state.theirs = null;
     conflictBox.hidden = true;
     state.version = theirs.version;
-    state.verdict = theirs.verdict;
+    state.verdict = state.savedVerdict = theirs.verdict;
+    state.server = { reasoning: theirs.edited_reasoning, summary: theirs.edited_summary };
     state.readability = theirs.readability;
     fields.tags.value = theirs.tags;
     fields.notes.value = theirs.notes;
@@ -164,8 +187,7 @@
     } else {  // theirs has no rewrite: back to the original, editor closed, as a fresh page would be
       fields.reasoning.value = original.reasoning;
       fields.summary.value = original.summary;
-      state.editorOpen = false;
-      editor.hidden = true;
+      closeEditor();
     }
     state.dirty = false;
     showVerdict();
@@ -198,9 +220,58 @@
     if (focus) fields.reasoning.focus();
   }
 
+  function closeEditor() {
+    state.editorOpen = false;
+    editor.hidden = true;
+  }
+
+  // e: open the editor; nothing is saved, the item stays to do.
   function edit() {
     openEditor(true);
+    if (state.verdict !== "edit") {
+      setStatus("Editing: nothing is recorded until you save a changed rewrite (Ctrl+S).", "pending");
+    }
+  }
+
+  // Accept and reject are about the model's own text: a rewrite in the editor is dropped (after asking).
+  function judge(verdict) {
+    var asked = "Drop your rewrite and " + verdict + " the model's text as it is?";
+    if (state.editorOpen && rewriteChanged() && !window.confirm(asked)) return Promise.resolve(false);
+    if (state.editorOpen || state.verdict === "edit") {
+      closeEditor();
+      fields.reasoning.value = original.reasoning;
+      fields.summary.value = original.summary;
+    }
+    return setVerdict(verdict);
+  }
+
+  // Ctrl+S and the save buttons: with the editor open, record the rewrite as an edit, unless it is unchanged.
+  function saveNow() {
+    if (!state.editorOpen) return save();
+    if (!rewriteChanged()) {
+      var rest = state.dirty ? save() : Promise.resolve(true);  // notes or tags typed meanwhile still save
+      return rest.then(function () { setStatus(UNCHANGED, "error"); return false; });
+    }
     return setVerdict("edit");
+  }
+
+  // Esc outside a field, or Cancel: close the editor. A saved edit stays as saved; a draft beside another
+  // verdict is dropped, so the item is exactly as it was before the editor opened.
+  function cancelEdit() {
+    var keep = state.verdict === "edit" ? state.server : original;
+    var losing = fields.reasoning.value !== keep.reasoning || fields.summary.value !== keep.summary;
+    if (losing && !window.confirm("Drop the changes to your rewrite?")) return Promise.resolve(false);
+    fields.reasoning.value = keep.reasoning;
+    fields.summary.value = keep.summary;
+    closeEditor();
+    updateDiff();
+    if (state.verdict !== "edit" && (state.server.reasoning || state.server.summary)) {
+      state.dirty = true;
+      return save();  // body() sends the empty rewrite: the draft goes
+    }
+    setStatus(state.verdict === "edit" ? "Editor closed: your saved edit stands."
+      : "Editor closed: nothing was recorded.", "ok");
+    return Promise.resolve(true);
   }
 
   function setReadability(value) {
@@ -418,7 +489,7 @@
   [fields.tags, fields.notes].forEach(function (field) { field.addEventListener("input", markDirty); });
   root.querySelectorAll("button[data-verdict]").forEach(function (button) {
     button.addEventListener("click", function () {
-      if (button.dataset.verdict === "edit") edit(); else setVerdict(button.dataset.verdict);
+      if (button.dataset.verdict === "edit") edit(); else judge(button.dataset.verdict);
     });
   });
   root.querySelectorAll("input[name=readability]").forEach(function (input) {
@@ -427,7 +498,9 @@
   root.querySelectorAll("button[data-tag]").forEach(function (button) {
     button.addEventListener("click", function () { toggleTag(button.dataset.tag); });
   });
-  $("save-button").addEventListener("click", function () { save(); });
+  $("save-button").addEventListener("click", function () { saveNow(); });
+  $("save-edit").addEventListener("click", function () { saveNow(); });
+  $("cancel-edit").addEventListener("click", function () { cancelEdit(); });
   $("reload-theirs").addEventListener("click", reloadTheirs);
   $("keep-mine").addEventListener("click", keepMine);
   $("help-button").addEventListener("click", toggleHelp);
@@ -447,12 +520,13 @@
     var modifier = event.ctrlKey || event.metaKey;
     if (modifier && (event.key === "s" || event.key === "S")) {  // saves from anywhere, fields included
       event.preventDefault();
-      save();
+      saveNow();
       return;
     }
     if (event.key === "Escape") {
       if (help.open) return;  // the dialog closes itself
       if (isTyping(event.target)) event.target.blur();
+      else if (state.editorOpen && !state.theirs) cancelEdit();
       return;
     }
     if (modifier || event.altKey || isTyping(event.target) || help.open && event.key !== "?") return;
@@ -460,8 +534,8 @@
     switch (event.key) {
       case "j": go(root.dataset.nextUrl, "next"); break;
       case "k": go(root.dataset.previousUrl, "previous"); break;
-      case "a": setVerdict("accept"); break;
-      case "r": setVerdict("reject"); break;
+      case "a": judge("accept"); break;
+      case "r": judge("reject"); break;
       case "e": edit(); break;
       case "?": toggleHelp(); break;
       case "1": case "2": case "3": case "4": case "5": setReadability(Number(event.key)); break;
