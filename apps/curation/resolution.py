@@ -232,14 +232,25 @@ def verdict_counts(queue: ReviewQueue) -> dict[str, int]:
     return {verdict: counts.get(verdict, 0) for verdict in FINAL_VERDICTS}
 
 
+def freezable(queue: ReviewQueue) -> dict[str, int]:
+    """What a freeze would hold now: accepted and edited items with an example, and how many distinct examples
+    they are (items with the same prompt and text share one example, and a version holds each text once)."""
+    return queue.items.filter(final_verdict__in=(ACCEPT, EDIT), example__isnull=False).aggregate(
+        items=Count("id"), examples=Count("example", distinct=True))
+
+
 def freeze_queue(queue: ReviewQueue, user, note: str = "", via: str = "web"):
-    """Freeze the queue's accepted and edited examples, in item order, into a new version of its target dataset."""
+    """Freeze the queue's accepted and edited examples, in item order, into a new version of its target dataset.
+
+    Items whose text is identical to an earlier item's (the same prompt and the same accepted completion or
+    rewrite) are one example, frozen once; the version's provenance says how many items were merged that way.
+    """
     if not user.has_perm("datasets.freeze_version"):
         raise PermissionDenied("freezing a version needs the reviewer role")
     if queue.target_dataset is None:
         raise NothingToFreeze("this queue has no target dataset to freeze into")
-    example_ids = (queue.items.filter(final_verdict__in=(ACCEPT, EDIT), example__isnull=False)
-                   .order_by("position").values_list("example_id", flat=True))
+    example_ids = list(queue.items.filter(final_verdict__in=(ACCEPT, EDIT), example__isnull=False)
+                       .order_by("position").values_list("example_id", flat=True))
     unique_ids = list(dict.fromkeys(example_ids))
     if not unique_ids:
         raise NothingToFreeze("no item of this queue is accepted or edited yet: nothing to freeze")
@@ -248,7 +259,21 @@ def freeze_queue(queue: ReviewQueue, user, note: str = "", via: str = "web"):
     version = freeze_version(
         queue.target_dataset, [by_id[pk] for pk in unique_ids], user=user, note=note,
         provenance={"queue": queue.pk, "name": queue.name, "accepted": counts[ACCEPT], "edited": counts[EDIT],
-                    "rejected": counts[REJECT]},
+                    "rejected": counts[REJECT], "items": len(example_ids),
+                    "merged": len(example_ids) - len(unique_ids)},
         via=via,
     )
     return version
+
+
+def freeze_message(version) -> str:
+    """What a queue's freeze did, in words: how many items became how many examples, and why fewer."""
+    provenance = version.provenance
+    items, merged = provenance.get("items", version.example_count), provenance.get("merged", 0)
+    examples = f"{version.example_count:,} example{'s' if version.example_count != 1 else ''}"
+    said = f"Froze {version} with {examples} (hash {version.content_hash[:12]})"
+    if not merged:
+        return said + "."
+    return (f"{said}: {items:,} accepted or edited items → {examples}; {merged:,} "
+            f"{'was' if merged == 1 else 'were'} identical to another item (the same prompt and text) and "
+            f"{'was' if merged == 1 else 'were'} merged, since a version holds each text once.")

@@ -96,6 +96,7 @@ def queue_detail(request, pk):
         "versions": queue.target_dataset.versions.filter(provenance__queue=queue.pk)[:10]
         if queue.target_dataset else [],
         "freeze_form": FreezeForm(),
+        "freezable": resolution.freezable(queue),
     }
     return render(request, "curation/detail.html", context)
 
@@ -263,6 +264,5 @@ def queue_freeze(request, pk):
     except ValueError as exc:  # nothing accepted yet, or a refusal from freeze_version itself
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Froze {version} with {version.example_count:,} examples "
-                                  f"(hash {version.content_hash[:12]}).")
+        messages.success(request, resolution.freeze_message(version))
     return redirect(reverse("queue_detail", args=[queue.pk]))

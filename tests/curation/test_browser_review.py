@@ -224,7 +224,8 @@ def test_a_reviewer_adjudicates_a_disagreement_and_freezes_the_queue(open_as, da
     expect(page.locator(".flash.success")).to_contain_text("Froze cold-start v1 with 2 examples")
     version = DatasetVersion.objects.get()
     assert version.example_count == 2 and version.note == "first cold-start cut"
-    assert version.provenance == {"queue": queue.pk, "name": queue.name, "accepted": 1, "edited": 1, "rejected": 0}
+    assert version.provenance == {"queue": queue.pk, "name": queue.name, "accepted": 1, "edited": 1, "rejected": 0,
+                                  "items": 2, "merged": 0}
     page.screenshot(path=artifacts / "review-frozen.png", full_page=True)
 
 

@@ -505,7 +505,8 @@ def test_freezing_a_queue_makes_a_version_of_its_accepted_and_edited_examples(cl
     assert response.status_code == 302
     version = DatasetVersion.objects.get()
     assert version.dataset == target and version.example_count == 2 and version.note == "first cut"
-    assert version.provenance == {"queue": queue.pk, "name": "cold start", "accepted": 1, "edited": 1, "rejected": 1}
+    assert version.provenance == {"queue": queue.pk, "name": "cold start", "accepted": 1, "edited": 1, "rejected": 1,
+                                  "items": 2, "merged": 0}
     texts = [example.messages[1]["content"] for example in version.ordered_examples()]
     first_rollout = queue.items.get(position=1).rollout
     assert texts == [first_rollout.completion, cold_start_text("Three and three.", "6")]  # queue order
@@ -713,3 +714,25 @@ def test_the_queue_form_records_the_seed_and_can_create_its_target_dataset(clien
                                                      "target_dataset": "fresh-set"})
     assert in_order.status_code == 302 and ReviewQueue.objects.get(name="filter order").seed is None
 
+
+def test_freezing_says_how_many_identical_items_were_merged_and_an_empty_queue_cannot_freeze(client, samples,
+                                                                                             target, users):
+    annotator = users["annotator"]
+    queue = make_queue([annotator], filter_={"job": str(samples.pk), "sort": "oldest"}, target=target, limit=4)
+    client.force_login(users["reviewer"])
+    detail = client.get(reverse("queue_detail", args=[queue.pk])).content.decode()
+    assert re.search(r'<button type="submit" disabled title="No item is accepted or edited yet">Freeze version',
+                     detail)
+    assert "nothing to freeze yet" in detail
+
+    for position in (1, 2, 3):  # three samples of one prompt with the same text
+        judge(annotation_of(queue, annotator, position), "accept")
+    judge(annotation_of(queue, annotator, 4), "reject")
+    detail = client.get(reverse("queue_detail", args=[queue.pk])).content.decode()
+    assert '<button type="submit">Freeze version' in detail
+    assert "the 3 accepted and edited items, in queue order, into cold-start: 1 distinct example" in detail
+    page = client.post(reverse("queue_freeze", args=[queue.pk]), follow=True).content.decode()
+    version = DatasetVersion.objects.get()
+    assert version.example_count == 1 and (version.provenance["items"], version.provenance["merged"]) == (3, 2)
+    assert (f"Froze cold-start v1 with 1 example (hash {version.content_hash[:12]}): 3 accepted or edited items "
+            "→ 1 example; 2 were identical to another item (the same prompt and text) and were merged") in page
