@@ -23,7 +23,7 @@ from django.urls import reverse
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout, reward_component_value
 from apps.training import health
-from apps.training.models import StepMetric
+from apps.training.models import Evaluation, StepMetric
 from workers.rewards import shape
 
 MAX_BUCKETS = 50
@@ -75,14 +75,16 @@ def dashboard_data(job: Job, min_reward: float | None = None) -> dict:
             written += row["rollouts"]
             xs.append(written)
         x_axis = {"key": "rollouts_written", "label": "rollouts in the order written"}
-        trainer = {}  # a trainer's figures are per step and do not line up with buckets
+        trainer = evaluations = {}  # a trainer's figures are per step and do not line up with buckets
     else:
         trainer = _trainer_metrics(job)
-        xs = sorted({row["x"] for row in rows} | set(trainer))
+        evaluations = _checkpoint_evaluations(job)
+        xs = sorted({row["x"] for row in rows} | set(trainer) | set(evaluations))
         x_axis = {"key": "step", "label": "training step"}
     rows_at = dict(zip(xs, rows)) if by_bucket else {row["x"]: row for row in rows}
 
     series = _rollout_series(xs, rows_at, components) + _trainer_series(xs, trainer)
+    series += _evaluation_series(xs, evaluations)
     series += _flag_series(xs, rows_at)
     present = {s["key"] for s in series if any(v is not None for v in s["values"])}
     steps = [] if by_bucket else health.steps_from_series(xs, {s["key"]: s["values"] for s in series}, weights)
@@ -180,6 +182,9 @@ def _charts(series: list[dict]) -> list[dict]:
         {"id": "reflection", "title": "Reflection words (the \u201caha\u201d tracker)", "series": ["reflection"],
          "share": True},
         {"id": "language", "title": "Language mixing", "series": ["language_mixing"], "share": True},
+        {"id": "heldout", "title": "Held-out evaluations of the checkpoints (95% interval of pass@1 dashed)",
+         "series": ["eval/pass@1", "eval/pass@1 low", "eval/pass@1 high", "eval/pass@k", "eval/cons@k"],
+         "share": True},
         {"id": "trainer", "title": "Trainer: KL, loss and token entropy", "series": ["kl", "loss", "entropy"]},
         {"id": "signal", "title": "Groups with no signal, clipped tokens", "series": [
             "frac_reward_zero_std", "clip_ratio/region_mean"], "share": True},
@@ -250,6 +255,46 @@ def _trainer_series(xs, trainer) -> list[dict]:
     names = [name for name in TRAINER_METRICS if any(name in figures for figures in trainer.values())]
     return [{"key": name, "label": TRAINER_METRICS[name],
              "values": [_rounded(trainer.get(x, {}).get(name)) for x in xs]} for name in names]
+
+
+def _checkpoint_evaluations(job) -> dict[int, dict]:
+    """{step: metrics} of the newest evaluation of each model version this job saved (its checkpoints and
+    final model), with pass@1's 95% interval over the prompts."""
+    found = {}
+    evaluations = Evaluation.objects.filter(model_version__produced_by=job).select_related("model_version")
+    for evaluation in evaluations.order_by("id"):
+        metrics, k = evaluation.metrics, evaluation.k
+        rates = [p["correct"] / p["n"] for p in evaluation.per_prompt.values() if p.get("n")]
+        low, high = mean_interval(rates)
+        found[evaluation.model_version.step or 0] = {
+            "eval/pass@1": metrics.get("pass@1"), "eval/pass@1 low": low, "eval/pass@1 high": high,
+            "eval/pass@k": next((v for name, v in metrics.items() if name.startswith("pass@") and name != "pass@1"),
+                                None),
+            "eval/cons@k": metrics.get(f"cons@{k}")}
+    return found
+
+
+def mean_interval(values: list[float], z: float = 1.96) -> tuple[float | None, float | None]:
+    """A normal-approximation interval for the mean of per-prompt rates (pass@1 is their mean: prompts
+    are the sampling unit, not the samples, which share a prompt's difficulty)."""
+    if len(values) < 2:
+        return None, None
+    mean = sum(values) / len(values)
+    spread = z * math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    return max(0.0, mean - spread), min(1.0, mean + spread)
+
+
+EVALUATION_LABELS = {"eval/pass@1": "held-out pass@1", "eval/pass@1 low": "pass@1, 95% low",
+                     "eval/pass@1 high": "pass@1, 95% high", "eval/pass@k": "held-out pass@k",
+                     "eval/cons@k": "held-out cons@k"}
+
+
+def _evaluation_series(xs, evaluations) -> list[dict]:
+    if not evaluations:
+        return []
+    return [{"key": key, "label": label, "values": [_rounded(evaluations.get(x, {}).get(key)) for x in xs],
+             "dashed": key.endswith(("low", "high")), "sparse": True}
+            for key, label in EVALUATION_LABELS.items()]
 
 
 def _flag_columns() -> list[tuple[str, str]]:

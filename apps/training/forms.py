@@ -159,6 +159,12 @@ class GRPOParamsForm(TrainingForm):
     use_vllm = forms.BooleanField(required=False, initial=default(GRPOSpec, "use_vllm"),
                                   help_text=help_text(GRPOSpec, "use_vllm"))
     stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.R1_ZERO)
+    eval_dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.all(), required=False, label="Evaluate checkpoints on",
+        help_text="Held-out prompts: each checkpoint (every save_steps) and the final model get an evaluation job "
+                  "of their own, so training is not slowed; the dashboard draws pass@1, pass@k and cons@k by step")
+    eval_samples = forms.IntegerField(initial=4, min_value=1, max_value=64,
+                                      help_text="Samples per held-out prompt (k) in those evaluations")
     stop_format_at = forms.FloatField(required=False, min_value=0.0, max_value=1.0, label="Stop when format ≥",
                                       help_text=help_text(GRPOSpec, "stop_format_at"))
     stop_falling_steps = forms.IntegerField(initial=default(GRPOSpec, "stop_falling_steps"), min_value=1,

@@ -25,6 +25,7 @@ from django.db import transaction
 
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import DatasetVersion, ModelVersion, Prompt
+from apps.jobs import launching
 from apps.jobs.kinds import job_kind
 from apps.jobs.runner import JobCancelled
 from apps.rollouts.generation import template_text
@@ -346,4 +347,20 @@ class EventSink:
         if created and not final:
             self.checkpoints += 1
             self.ctx.log(f"checkpoint at step {step} registered as {version.name}")
+        if created and self.params.get("eval_dataset") and not (final and self._checkpoint_at(step)):
+            self._evaluate(version)
         return version
+
+    def _checkpoint_at(self, step: int) -> bool:
+        """Whether a checkpoint of the same step was registered (the trainer saves one at the last step too)."""
+        return ModelVersion.objects.filter(produced_by=self.job, step=step, config__checkpoint=True).exists()
+
+    def _evaluate(self, version: ModelVersion) -> None:
+        """An evaluation job of its own for a new checkpoint: it waits for a worker, not for the training."""
+        params = self.params
+        evaluation = launching.launch("evaluate", {
+            "model_version": version.pk, "dataset": params["eval_dataset"], "n": params["eval_samples"],
+            "pass_k": params["eval_samples"], "temperature": 0.6, "top_p": 0.95, "template": params["template"],
+            "recipe": params["recipe"], "max_tokens": params["max_completion_length"], "seed": params["seed"],
+        }, user=self.job.created_by, label=f"{version.name}: held-out evaluation", via="job")
+        self.ctx.log(f"evaluation of {version.name} queued as job #{evaluation.pk}")

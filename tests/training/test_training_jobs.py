@@ -15,6 +15,7 @@ from apps.datasets.versions import freeze_version
 from apps.jobs import launching
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
+from apps.training.dashboard import dashboard_data
 from apps.training.models import Evaluation, StepMetric
 from apps.training.training import Run
 from tests.conftest import wait_for, wait_for_job
@@ -79,7 +80,7 @@ def test_sft_then_grpo_then_evaluation_through_a_worker(celery_worker, base, for
     assert all("loss" in m.metrics for m in StepMetric.objects.filter(job=sft))
     AutoModelForCausalLM.from_pretrained(cold.uri)  # a plain transformers folder
 
-    grpo = run_job("grpo", grpo_params(cold, problems))
+    grpo = run_job("grpo", grpo_params(cold, problems, eval_dataset=problems.pk, eval_samples=2))
     assert grpo.status == "succeeded", grpo.error
     rollouts = list(Rollout.objects.filter(job=grpo))
     # Every completion of every step: 3 steps x 8 completions, each once.
@@ -104,6 +105,16 @@ def test_sft_then_grpo_then_evaluation_through_a_worker(celery_worker, base, for
             assert name in figures, name
     rl = ModelVersion.objects.get(pk=grpo.result["model_version"])
     assert (rl.parent, rl.stage) == (cold, "reasoning_rl")
+
+    # Each checkpoint (step 2) and the final model (step 3) got an evaluation job of its own, drawn by step.
+    checkpoint_evals = Job.objects.filter(kind="evaluate", params__model_version__in=list(
+        ModelVersion.objects.filter(produced_by=grpo).values_list("pk", flat=True)))
+    assert checkpoint_evals.count() == 2
+    for job in checkpoint_evals:
+        assert wait_for_job(job, timeout=240).status == "succeeded", job.error
+    drawn = {s["key"]: s["values"] for s in dashboard_data(grpo)["series"]}
+    steps = dashboard_data(grpo)["x"]["values"]
+    assert [x for x, v in zip(steps, drawn["eval/pass@1"], strict=True) if v is not None] == [2, 3]
 
     evaluation = run_job("evaluate", {"model_version": rl.pk, "dataset": problems.pk, "n": 2, "pass_k": 2,
                                       "max_tokens": 24, "limit": 4})

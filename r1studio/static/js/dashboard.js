@@ -33,7 +33,8 @@
         borderColor: color,
         backgroundColor: color,
         borderWidth: 2,
-        pointRadius: xs.length > 40 ? 0 : 2,
+        borderDash: series.dashed ? [4, 4] : [], // a confidence bound, not a measurement
+        pointRadius: series.sparse ? 3 : xs.length > 40 ? 0 : 2,
         spanGaps: true, // a step without rollouts (or without trainer figures) is a gap, not a drop to 0
       };
     });
