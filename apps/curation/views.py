@@ -17,6 +17,7 @@ from apps.curation import queues, resolution, review
 from apps.curation.coldstart import cold_start_text, split_for_editing
 from apps.curation.forms import AdjudicationForm, FreezeForm, QueueForm
 from apps.curation.models import Annotation, ReviewItem, ReviewQueue
+from apps.datasets.versions import format_warning
 from apps.rollouts.groups import word_diff
 from apps.rollouts.rendering import render_markdown, shown_text
 
@@ -265,4 +266,7 @@ def queue_freeze(request, pk):
         messages.error(request, str(exc))
     else:
         messages.success(request, resolution.freeze_message(version))
+        warning = format_warning([version])  # accepted R1-Zero rollouts beside chat-format rewrites, say
+        if warning:
+            messages.warning(request, warning)
     return redirect(reverse("queue_detail", args=[queue.pk]))

@@ -172,6 +172,8 @@ def version_compose(request, name):
             messages.success(request, f"Composed {version}: {version.example_count:,} examples "
                                       f"({provenance['duplicates_dropped']:,} duplicates dropped, "
                                       f"{provenance['copied_examples']:,} copied from other datasets).")
+            if provenance.get("format_warning"):
+                messages.warning(request, provenance["format_warning"])
             _say_if_same_content(request, version)
             return redirect("version_detail", pk=version.pk)
     return render(request, "datasets/version_compose.html", {"dataset": dataset, "form": form}, status=400)

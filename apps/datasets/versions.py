@@ -8,6 +8,7 @@ diff is two anti-joins in the database. No query runs per example.
 """
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -27,6 +28,17 @@ RANGE_CHUNK = 50_000  # positions of a version read per query when sampling it (
 COPY_CHUNK = 5000  # examples per copy statement
 DIFF_SAMPLES = 20
 ANALYZE_AFTER = 10_000  # entries: a freeze this large refreshes the planner's statistics (a sample, ~0.3 s)
+FORMAT_SAMPLE = 200  # examples of a version read to tell its formats (evenly spaced; each read whole)
+
+# How an example's last assistant turn writes its reasoning and answer: what SFT on it teaches a model to write.
+EXAMPLE_FORMATS = {
+    "r1_zero": "R1-Zero tags (<think>…</think> <answer>…</answer>)",
+    "think": "chat format (<think>…</think>, then the answer as plain text)",
+    "special_token": "|special_token| separators",
+    "reasoning_field": "reasoning in a reasoning_content field",
+    "plain": "no reasoning (a plain answer)",
+    "no_assistant": "no assistant turn",
+}
 
 
 # -- freezing ------------------------------------------------------------------------------------
@@ -148,6 +160,7 @@ def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], s
     duplicates = len(ids) - len(keep)
     ids, hashes, foreign = ids[keep], hashes[keep], foreign[keep]
 
+    warning = format_warning([version for version, _ in parts])
     provenance = {
         "composed_from": [
             {"version": v.pk, "dataset": v.dataset.name, "dataset_id": v.dataset_id, "number": v.number,
@@ -158,6 +171,8 @@ def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], s
         "sampled": int(sum(count for _, count in parts)),
         "duplicates_dropped": int(duplicates),
     }
+    if warning:
+        provenance["format_warning"] = warning
     with transaction.atomic():
         copied = _copy_into(dataset, ids, hashes, foreign, user)
         provenance["copied_examples"] = copied
@@ -167,6 +182,48 @@ def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], s
                      examples=version.example_count, duplicates_dropped=provenance["duplicates_dropped"],
                      copied_examples=copied)
     return version
+
+
+def example_format(messages: list[dict]) -> str:
+    """The format (a key of EXAMPLE_FORMATS) of an example's last assistant turn: <answer> tags mark R1-Zero's
+    template; </think> without them, R1's chat format (a queue's cold-start rewrite too)."""
+    assistant = next((m for m in reversed(messages or []) if isinstance(m, dict) and m.get("role") == "assistant"),
+                     None)
+    if assistant is None:
+        return "no_assistant"
+    content = assistant.get("content") or ""
+    if assistant.get("reasoning_content") or assistant.get("reasoning"):
+        return "reasoning_field"
+    if "<answer>" in content:
+        return "r1_zero"
+    if "|special_token|" in content:
+        return "special_token"
+    if "</think>" in content:
+        return "think"
+    return "plain"
+
+
+def version_formats(version: DatasetVersion, sample: int = FORMAT_SAMPLE) -> Counter:
+    """How many of `sample` evenly spaced examples of `version` are in each format (one query)."""
+    step = max(1, -(-version.example_count // sample))
+    positions = list(range(0, version.example_count, step))
+    rows = (DatasetVersionExample.objects.filter(version=version, position__in=positions)
+            .values_list("example__messages", flat=True))
+    return Counter(example_format(messages) for messages in rows)
+
+
+def format_warning(versions: list[DatasetVersion]) -> str:
+    """A warning, in words, when the examples of `versions` (a sample of each) are in more than one format;
+    "" when they share one. SFT on a mix teaches a model to answer both ways."""
+    per_version = {str(v): version_formats(v) for v in dict.fromkeys(versions)}
+    if len(set().union(*per_version.values())) <= 1:
+        return ""
+    described = "; ".join(
+        f"{name}: " + ", ".join(f"{n}/{counts.total()} {EXAMPLE_FORMATS[fmt]}" for fmt, n in counts.most_common())
+        for name, counts in per_version.items())
+    return (f"These examples mix formats ({described}; read from up to {FORMAT_SAMPLE} examples of each). "
+            "A model fine-tuned on the mix learns to answer both ways: keep one format, or train with the SFT "
+            "format cold_start or r1_zero, which writes every example's reasoning and answer the same way.")
 
 
 def _pairs(ids: np.ndarray, hashes: np.ndarray) -> Iterator[tuple[int, bytes]]:
@@ -213,9 +270,13 @@ def run_compose(ctx) -> dict:
     ctx.log(f"composing {sum(c for _, c in parts)} examples from {len(parts)} versions into {dataset.name}")
     version = compose_version(dataset, parts, seed=params["seed"], user=user, note=params.get("note", ""), via="job")
     ctx.log(f"froze {version}: {version.example_count} examples")
-    return {"dataset_version": version.pk, "version": str(version), "examples": version.example_count,
-            "duplicates_dropped": version.provenance["duplicates_dropped"],
-            "copied_examples": version.provenance["copied_examples"]}
+    result = {"dataset_version": version.pk, "version": str(version), "examples": version.example_count,
+              "duplicates_dropped": version.provenance["duplicates_dropped"],
+              "copied_examples": version.provenance["copied_examples"]}
+    if version.provenance.get("format_warning"):
+        ctx.log(f"warning: {version.provenance['format_warning']}")
+        result["format_warning"] = version.provenance["format_warning"]
+    return result
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

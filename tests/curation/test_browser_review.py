@@ -222,6 +222,9 @@ def test_a_reviewer_adjudicates_a_disagreement_and_freezes_the_queue(open_as, da
     page.locator("#freeze-form input[name=note]").fill("first cold-start cut")
     page.get_by_role("button", name="Freeze version").click()
     expect(page.locator(".flash.success")).to_contain_text("Froze cold-start v1 with 2 examples")
+    # The accepted rollout keeps R1-Zero's tags, the rewrite is in the chat format: the freeze says they mix.
+    expect(page.locator(".flash.warning")).to_contain_text(
+        "These examples mix formats (cold-start v1: 1/2 R1-Zero tags")
     version = DatasetVersion.objects.get()
     assert version.example_count == 2 and version.note == "first cold-start cut"
     assert version.provenance == {"queue": queue.pk, "name": queue.name, "accepted": 1, "edited": 1, "rejected": 0,

@@ -22,6 +22,7 @@ from apps.datasets.versions import (
     _entries_at,
     compose_version,
     diff_versions,
+    example_format,
     freeze_all_examples,
     freeze_version,
     run_compose,
@@ -415,3 +416,57 @@ def test_a_large_composition_from_the_page_runs_as_a_job(admin_client, dataset, 
     assert response.status_code == 302 and response.url == reverse("job_detail", args=[job.pk])
     assert job.params == {"dataset": dataset.name, "parts": [[long.pk, 21]], "seed": 5, "note": ""}
     assert dataset.versions.count() == 2  # nothing composed in the request
+
+
+# -- formats, training links and actions with nothing to act on ----------------------------------
+
+
+def chat_example(question: str, answer: str) -> list[dict]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def test_example_format_reads_the_last_assistant_turn():
+    cases = {
+        "r1_zero": chat_example("1 + 1?", "<think>one and one</think> <answer>2</answer>"),
+        "think": chat_example("1 + 1?", "<think>\none and one\n</think>\n\n2"),
+        "special_token": chat_example("1 + 1?", "|special_token|one and one|special_token|2"),
+        "plain": chat_example("Say <answer> please", "2"),  # the tag in the question does not count
+        "no_assistant": [{"role": "user", "content": "1 + 1?"}],
+    }
+    for expected, messages in cases.items():
+        assert example_format(messages) == expected, expected
+    reasoning_field = [{"role": "assistant", "content": "2", "reasoning_content": "one and one"}]
+    assert example_format(reasoning_field) == "reasoning_field"
+    # Chat format when the template opened <think> in the prompt: only the closing tag is in the text.
+    assert example_format(chat_example("1 + 1?", "one and one</think>\n\n2")) == "think"
+
+
+def freeze_texts(dataset, texts) -> DatasetVersion:
+    bulk_insert(Example, [{"dataset_id": dataset.pk, "messages": chat_example(f"q {i}", text), "source": "manual",
+                           "content_hash": Example.hash_for(chat_example(f"q {i}", text))}
+                          for i, text in enumerate(texts)])
+    return freeze_all_examples(dataset)
+
+
+def test_compose_warns_when_its_sources_mix_example_formats(admin_client):
+    zero = freeze_texts(Dataset.objects.create(name="zero-format"),
+                        [f"<think>step {i}</think> <answer>{i}</answer>" for i in range(30)])
+    chat = freeze_texts(Dataset.objects.create(name="chat-format"), [f"<think>\nstep {i}\n</think>\n\n{i}"
+                                                                      for i in range(10)])
+    target = Dataset.objects.create(name="mixed")
+    response = admin_client.post(reverse("version_compose", args=[target.name]),
+                                 {"source_1": zero.pk, "count_1": 20, "source_2": chat.pk, "count_2": 10, "seed": 0},
+                                 follow=True)
+    version = target.versions.get()
+    warning = version.provenance["format_warning"]
+    assert warning.startswith("These examples mix formats (zero-format v1: 30/30 R1-Zero tags")
+    assert "chat-format v1: 10/10 chat format (<think>…</think>, then the answer as plain text)" in warning
+    html = response.content.decode()
+    assert 'class="flash warning"' in html and 'id="format-warning"' in html  # the message and the version page
+    assert "mix formats (zero-format v1: 30/30 R1-Zero tags (&lt;think&gt;…&lt;/think&gt;" in html
+
+    same = admin_client.post(reverse("version_compose", args=[target.name]),
+                             {"source_1": zero.pk, "count_1": 5, "seed": 1}, follow=True)
+    assert "format_warning" not in target.versions.get(number=2).provenance
+    assert "mix formats" not in same.content.decode()
+
