@@ -45,7 +45,8 @@ def version_list(request, name):
         version.same_as = last_with_hash.get(version.content_hash)  # "same content as vN", as the detail says
         last_with_hash[version.content_hash] = version
         version.previous = versions[index - 1] if index else None
-    context = {"dataset": dataset, "versions": versions[::-1], "example_count": dataset.examples.count()}
+    context = {"dataset": dataset, "versions": versions[::-1], "example_count": dataset.examples.count(),
+               "can_compose": bool(versions) or DatasetVersion.objects.exists()}  # compose needs a source version
     return render(request, "datasets/version_list.html", context)
 
 

@@ -470,3 +470,29 @@ def test_compose_warns_when_its_sources_mix_example_formats(admin_client):
     assert "format_warning" not in target.versions.get(number=2).provenance
     assert "mix formats" not in same.content.decode()
 
+
+def test_a_version_page_links_to_training_on_it(admin_client, client, dataset, reasoning, users):
+    long, _ = reasoning
+    html = admin_client.get(reverse("version_detail", args=[long.pk])).content.decode()
+    link = f"/jobs/new/sft/?dataset_version={long.pk}&amp;preset=cpu"
+    assert f'id="train-link" href="{link}"' in html and ">Train on this</a>" in html
+    form = admin_client.get(link.replace("&amp;", "&")).context["form"]
+    assert form.initial["dataset_version"] == str(long.pk)
+    assert form.initial["learning_rate"] == 3e-3  # the tiny CPU model's preset, not the report's default
+    client.force_login(users["reviewer"])  # may not launch jobs: no link to a form it cannot submit
+    assert 'id="train-link"' not in client.get(reverse("version_detail", args=[long.pk])).content.decode()
+
+
+def test_actions_with_nothing_to_act_on_are_disabled(admin_client, dataset):
+    listing = admin_client.get(reverse("version_list", args=[dataset.name])).content.decode()
+    assert '<button type="submit" disabled title="The dataset has no examples">Freeze current examples (0)' in listing
+    assert '<button type="button" disabled title="No dataset has a version to compose from yet' in listing
+    compose = admin_client.get(reverse("version_compose", args=[dataset.name])).content.decode()
+    assert '<button type="submit" disabled>Compose and freeze</button>' in compose
+    add_examples(dataset, ["a"])
+    freeze_all_examples(dataset)
+    listing = admin_client.get(reverse("version_list", args=[dataset.name])).content.decode()
+    assert "Freeze current examples (1)</button>" in listing and "disabled" not in listing
+    assert f'href="{reverse("version_compose", args=[dataset.name])}">Compose a version…</a>' in listing
+    compose = admin_client.get(reverse("version_compose", args=[dataset.name])).content.decode()
+    assert '<button type="submit">Compose and freeze</button>' in compose
