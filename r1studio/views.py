@@ -1,5 +1,8 @@
 """The home page: what is here and what ran last (it reads every app, so it lives above them)."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import render
 
@@ -18,5 +21,19 @@ def home(request):
             "dataset_count": Dataset.objects.count(),
             "rollout_estimate": estimated_count(Rollout),
             "recent_jobs": Job.objects.select_related("created_by")[:10],
+            "preparing": _preparing(),
         },
     )
+
+
+def preparing_marker() -> Path:
+    """Exists while the demo builds its model (r1studio demo writes it); the home page says so."""
+    return settings.DATA_DIR / "demo" / "preparing"
+
+
+def _preparing() -> str:
+    """What the demo is still building, or ""."""
+    try:
+        return preparing_marker().read_text()
+    except OSError:
+        return ""

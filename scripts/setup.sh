@@ -13,7 +13,22 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "R1 Studio needs Python 3.11 or 3.12" >&2; exit 1; }
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# Each step says what it does and how long it took; pip's own output goes to var/setup.log.
+mkdir -p var
+setup_log="var/setup.log"
+setup_step() {
+  local what="$1"; shift
+  local started=$SECONDS
+  echo "==> $what"
+  if ! "$@" >>"$setup_log" 2>&1; then
+    echo "!!! failed: $what. The end of $setup_log:" >&2
+    tail -n 25 "$setup_log" >&2
+    return 1
+  fi
+  echo "    done in $((SECONDS - started)) s"
+}
+
+[ -x .venv/bin/python ] || setup_step "creating the Python environment (.venv)" "$PYTHON" -m venv .venv
 # shellcheck disable=SC1091
 source .venv/bin/activate
 
@@ -21,8 +36,9 @@ extras="${R1_EXTRAS:-train,dev}"
 stamp=".venv/.r1studio-installed"
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet "torch==2.13.0"
-  python -m pip install --quiet -e ".[$extras]" -c constraints.txt
+  echo "==> installing R1 Studio's packages [$extras] (3 steps; about 1.5 min with pip's cache warm, longer without)"
+  setup_step "1/3 pip" python -m pip install --upgrade pip
+  setup_step "2/3 torch 2.13.0 (CPU)" python -m pip install "torch==2.13.0"
+  setup_step "3/3 R1 Studio and its dependencies" python -m pip install -e ".[$extras]" -c constraints.txt
   echo "$want" > "$stamp"
 fi

@@ -64,6 +64,12 @@ class Job(models.Model):
             return None
         return min(100, int(100 * self.progress_done / self.progress_total))
 
+    def queue_place(self) -> dict:
+        """What a queued job waits for: the queued jobs ahead of it on its queue and the ones running there."""
+        same_queue = Job.objects.filter(queue=self.queue)
+        return {"ahead": same_queue.filter(status=Job.Status.QUEUED, id__lt=self.pk).count(),
+                "running": list(same_queue.filter(status=Job.Status.RUNNING).order_by("id")[:5])}
+
     def _transition(self, from_statuses, **changes) -> bool:
         """Apply `changes` only if the row is still in one of `from_statuses`."""
         changed = Job.objects.filter(pk=self.pk, status__in=from_statuses).update(**changes)

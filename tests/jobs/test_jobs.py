@@ -135,3 +135,15 @@ class TestJobsOnARealWorker:
         assert again.result["inserted"] == 0 and again.result["skipped_duplicates"] == len(rows)
         assert Prompt.objects.count() == len(rows)
 
+
+
+@pytest.mark.django_db
+def test_a_queued_job_says_what_it_waits_for(admin_client):
+    running = Job.objects.create(kind="grpo", label="miniature: GRPO", status=Job.Status.RUNNING, queue="cpu")
+    first = Job.objects.create(kind="generate", status=Job.Status.QUEUED, queue="cpu")
+    second = Job.objects.create(kind="generate", status=Job.Status.QUEUED, queue="cpu")
+    Job.objects.create(kind="generate", status=Job.Status.QUEUED, queue="gpu")  # another queue: not ahead
+    page = admin_client.get(f"/jobs/{second.pk}/").content.decode()
+    assert "waiting for a worker on queue <code>cpu</code>" in page
+    assert "1 queued ahead, behind" in page and f"#{running.pk} miniature: GRPO</a> (running)" in page
+    assert "next in line, behind" in admin_client.get(f"/jobs/{first.pk}/").content.decode()

@@ -129,3 +129,14 @@ def test_nested_job_results_show_as_lines(admin_client):
                              result={"kept": 3, "dropped": {"incorrect": 12, "truncated": 2}})
     html = admin_client.get(reverse("job_detail", args=[job.pk])).content.decode()
     assert "incorrect: 12<br>" in html and "truncated: 2" in html and "{" not in html.split("dropped")[1][:200]
+
+
+def test_the_home_page_says_what_the_demo_is_still_preparing(admin_client, settings, tmp_path):
+    from r1studio.views import preparing_marker
+
+    settings.DATA_DIR = tmp_path
+    assert 'id="preparing"' not in admin_client.get("/").content.decode()
+    preparing_marker().parent.mkdir(parents=True)
+    preparing_marker().write_text("the tiny model (300 format SFT steps)")
+    page = admin_client.get("/").content.decode()
+    assert "The demo is still preparing the tiny model (300 format SFT steps)." in page

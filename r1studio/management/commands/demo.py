@@ -19,9 +19,12 @@ from apps.datasets.models import Dataset, ModelVersion
 from apps.jobs import launching
 from apps.jobs.runner import execute
 from apps.rollouts.models import RewardRecipe
+from r1studio.views import preparing_marker
 from workers.synthetic import arithmetic_dataset
 
 DEMO_DATASET = "arithmetic-demo"
+
+
 DEMO_MODEL = "tiny-qwen3"
 
 
@@ -38,14 +41,21 @@ class Command(BaseCommand):
                             help="Do not run R1-Zero in miniature (format SFT, GRPO, pass@1 before and after)")
 
     def handle(self, *args, **opts):
+        self.say("migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         username, password = self.ensure_demo_admin()
+        self.say(f"seeding {opts['prompts']} synthetic prompts")
         self.seed(opts["prompts"])
-        self.seed_model_and_rollouts(opts["sft_steps"])
         if opts["setup_only"]:
+            self.seed_model_and_rollouts(opts["sft_steps"])
             return
-        self.serve(opts["host"], opts["port"], username, password, opts["miniature"])
+        self.serve(opts["host"], opts["port"], username, password, opts["miniature"], opts["sft_steps"])
+
+    def say(self, step: str):
+        """The demo's own steps, one line each, so the terminal says what is happening."""
+        self.stdout.write(f"==> {step}")
+        self.stdout.flush()
 
     def ensure_demo_admin(self):
         username = os.environ.get("DEMO_USERNAME", "admin")
@@ -77,19 +87,33 @@ class Command(BaseCommand):
         self.stdout.write(f"seeded {job.result.get('inserted', 0)} prompts into {DEMO_DATASET}")
 
     def seed_model_and_rollouts(self, sft_steps: int):
-        """The tiny local model, and a generation job for the worker to run once it starts."""
+        """The tiny local model, and a generation job for the worker to run once it starts. The pages say
+        the model is being prepared while PREPARING_MARKER exists."""
         if ModelVersion.objects.filter(name=DEMO_MODEL).exists():
             return
-        call_command("tiny_model", "--name", DEMO_MODEL, "--sft-steps", str(sft_steps), stdout=self.stdout)
+        marker = preparing_marker()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"the tiny model ({sft_steps} format SFT steps)")
+        self.say(f"building the tiny model ({sft_steps} SFT steps; the site is usable meanwhile)")
+        started = time.monotonic()
+        try:
+            call_command("tiny_model", "--name", DEMO_MODEL, "--sft-steps", str(sft_steps), stdout=self.stdout)
+        finally:
+            marker.unlink(missing_ok=True)
+        self.say(f"tiny model ready in {time.monotonic() - started:.0f} s; sampling it on the worker (see Jobs)")
         launching.launch("generate", {
             "dataset": Dataset.objects.get(name=DEMO_DATASET).pk,
             "model_version": ModelVersion.objects.get(name=DEMO_MODEL).pk,
             "recipe": RewardRecipe.latest("r1-zero-math").pk, "n": 4, "limit": 100, "max_tokens": 64,
         }, label="Demo: sample the tiny model")
 
-    def serve(self, host, port, username, password, miniature: bool):
-        env = {**worker_env(), "PYTHONUNBUFFERED": "1"}
-        worker = subprocess.Popen(worker_argv("cpu,gpu", concurrency=1, beat=True, loglevel="warning"), env=env)
+    def serve(self, host, port, username, password, miniature: bool, sft_steps: int):
+        # Library progress bars and advisories stay out of the terminal (a job's own output is in its log).
+        env = {**worker_env(), "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+               "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+        self.say("starting the web server and a worker")
+        # Two worker processes: a job launched from a form does not wait behind the miniature's long jobs.
+        worker = subprocess.Popen(worker_argv("cpu,gpu", concurrency=2, beat=True, loglevel="warning"), env=env)
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "r1studio.wsgi", "--bind", f"{host}:{port}",
              "--workers", "2", "--threads", "4", "--timeout", "120", "--no-control-socket"],
@@ -98,9 +122,15 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nR1 Studio is running at http://{host}:{port}/"))
         self.stdout.write(f"Log in as {username} / {password}   (Ctrl-C stops the web server and the worker)\n")
         helpers = [web, worker]
+        try:
+            self.seed_model_and_rollouts(sft_steps)
+        except BaseException:
+            for proc in helpers:
+                proc.terminate()
+            raise
         if miniature and not ModelVersion.objects.filter(name="miniature-grpo").exists():
             # The chain waits on each job in turn; its jobs show on the Jobs page as they run.
-            self.stdout.write("Running R1-Zero in miniature on the worker (about 10 minutes; see Jobs)\n")
+            self.say("running R1-Zero in miniature on the worker (see Jobs)")
             manage = str(settings.BASE_DIR / "manage.py")
             helpers.append(subprocess.Popen([sys.executable, manage, "miniature"], env=env))
         stop = {"now": False}
