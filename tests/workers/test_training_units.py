@@ -62,3 +62,16 @@ def test_every_accelerate_config_loads(name):
     config = load_config_from_file(str(ACCELERATE_CONFIG_DIR / f"{name}.yaml"))
     assert config.num_processes >= 1
     assert (config.distributed_type.value == "NO") == (name in ("cpu", "single_gpu"))
+
+
+def test_the_job_systems_sft_rows_are_the_stand_alone_sfts_rows():
+    """The miniature's format SFT (an Example per problem, written by the job as r1_zero rows) trains on
+    exactly the text the stand-alone tiny-model SFT does: the same prompt and the same completion."""
+    from workers.generation.tiny import r1_zero_prompt, worked_completion
+    from workers.synthetic import arithmetic_dataset
+
+    for problem in arithmetic_dataset(200, seed=30_000):
+        messages = [{"role": "user", "content": problem["question"]},
+                    {"role": "assistant", "content": worked_completion(problem)}]  # Example.chat
+        assert sft_row(messages, "r1_zero") == {"prompt": r1_zero_prompt(problem["question"]),
+                                                "completion": worked_completion(problem)}
