@@ -1,10 +1,10 @@
-"""Rollouts with chosen values, written through the real bulk path."""
+"""Rollouts with chosen values, written through the real bulk path (token traces too: `tokens=`)."""
 
-from apps.core.bulk import bulk_insert
 from apps.datasets.models import Prompt
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout
 from apps.rollouts.rows import rollout_row
+from apps.rollouts.tokens import write_rollouts
 
 
 def add_prompt(dataset, question, answer="72"):
@@ -22,7 +22,7 @@ def add_rollouts(job: Job, prompt: Prompt, completions, **columns) -> list[Rollo
         for name, value in columns.items():
             row[name] = value[index] if isinstance(value, list) else value
         rows.append(row)
-    bulk_insert(Rollout, rows)
+    write_rollouts(rows)
     return list(Rollout.objects.filter(job=job, prompt=prompt).order_by("pk"))[-len(rows):]
 
 

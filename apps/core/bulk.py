@@ -41,7 +41,7 @@ _INT_LIMITS = {pg_types["int2"].oid: 2**15, pg_types["int4"].oid: 2**31}
 _BOOL_OID = pg_types["bool"].oid
 _BINARY_OIDS = {
     pg_types[name].oid
-    for name in ("int2", "int4", "int8", "float8", "bool", "text", "varchar", "timestamptz", "jsonb")
+    for name in ("int2", "int4", "int8", "float8", "bool", "text", "varchar", "timestamptz", "jsonb", "bytea")
 }
 
 

@@ -107,6 +107,54 @@ class Rollout(models.Model):
         return f"rollout {self.pk} (job {self.job_id}, step {self.step}, sample {self.sample_index})"
 
 
+class RolloutTokens(models.Model):
+    """A rollout's per-token trace (workers.tokens.TokenTrace), kept beside the rollout, never in it.
+
+    The arrays are little-endian bytes (numpy .tobytes()): int32 ids, float16 log-probabilities and
+    entropies, optional top-k alternatives (k ≤ 5), and the bytes of every token named, so the page
+    draws tokens without the model's tokenizer. A run of millions of rollouts of thousands of tokens
+    is tens of GB of floats: in the rollout table every list page would drag them along. The browser
+    reads only the summary columns, through the (job, summary) indexes. Written by
+    apps.rollouts.tokens.write_rollouts with the rollouts, skipped on a retry (the primary key is the
+    rollout); deleting a rollout (or its job) deletes this row.
+    """
+
+    # No database-level constraint, as on Rollout itself: the writers are our own jobs, Django cascades deletes.
+    rollout = models.OneToOneField(Rollout, on_delete=models.CASCADE, primary_key=True, related_name="tokens",
+                                   db_constraint=False)
+    job = models.ForeignKey("jobs.Job", on_delete=models.DO_NOTHING, related_name="+", db_index=False,
+                            db_constraint=False, help_text="The rollout's job: the summary indexes start with the run")
+    n_tokens = models.PositiveIntegerField()
+    token_ids = models.BinaryField(help_text="int32 per token: vocabulary ids, or indices into pieces (vocab_ids off)")
+    logprobs = models.BinaryField(help_text="float16 per token: log-probability of the chosen token")
+    entropy = models.BinaryField(null=True, help_text="float16 per token, nats (entropy_kind says of what)")
+    top_k = models.PositiveSmallIntegerField(default=0)
+    top_ids = models.BinaryField(null=True, help_text="int32 n × top_k, -1 where the source gave fewer")
+    top_logprobs = models.BinaryField(null=True, help_text="float16 n × top_k")
+    pieces = models.BinaryField(help_text="the bytes of every token id named (workers.tokens.pack_pieces)")
+    vocab_ids = models.BooleanField(default=True)
+    entropy_kind = models.CharField(max_length=16, blank=True,
+                                    help_text="sampling, tempered, top_k or source (workers/tokens.py)")
+    max_entropy = models.FloatField(null=True, blank=True)
+    mean_logprob = models.FloatField(null=True, blank=True)
+    min_logprob = models.FloatField(null=True, blank=True, help_text="the lowest-probability token's log-probability")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["job", "max_entropy", "rollout"], name="tokens_job_max_entropy"),
+            models.Index(fields=["job", "mean_logprob", "rollout"], name="tokens_job_mean_logprob"),
+            models.Index(fields=["job", "min_logprob", "rollout"], name="tokens_job_min_logprob"),
+        ]
+
+    def __str__(self):
+        return f"tokens of rollout {self.rollout_id} ({self.n_tokens})"
+
+    def trace(self):
+        from workers.tokens import TokenTrace
+
+        return TokenTrace.from_columns(self)
+
+
 class RewardRecipe(models.Model):
     """A stored reward recipe (workers.rewards.recipes); saving a changed spec makes a new version."""
 
