@@ -4,12 +4,15 @@ Each test sets its behaviour: a script of answers for the next requests (an erro
 status, a hang, a malformed body, a stream of events, cut off or not), then normal
 completions. A request with `"stream": true` gets its answer as server-sent events. It can
 refuse parameters (as DeepSeek's reasoner refuses logprobs) and have no /completions
-endpoint (a chat-only API). It records every request and the most requests it had in
-flight at once; an empty POST body (the launch form's endpoint probe) is answered as a
+endpoint (a chat-only API). Asked for logprobs, it gives each answer's tokens (words, spaces and
+punctuation, or `tokens` when a test sets them) with log-probabilities and top alternatives, built
+with the openai package's own types (token_logprob(j) is the j-th token's). It records every request
+and the most requests it had in flight at once; an empty POST body (the launch form's endpoint probe) is answered as a
 real server would and not counted among posts().
 """
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +32,7 @@ class FakeServer:
         self.drop_idle = False  # close each connection after answering, without saying so
         self.refuses = {}  # parameter -> the error object of the 400 a request carrying it gets
         self.no_completions = None  # a chat-only server: /v1/completions answers this status (404 or 405)
+        self.tokens = None  # the tokens every answer is made of (else its text split into words and spaces)
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
@@ -39,6 +43,10 @@ class FakeServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def split(self, text: str) -> list[str]:
+        """The tokens of an answer's text."""
+        return list(self.tokens) if self.tokens is not None and text == "".join(self.tokens) else _split(text)
 
     def posts(self) -> list[dict]:
         """The completion requests (not the endpoint probes, whose body is empty)."""
@@ -70,10 +78,54 @@ class FakeServer:
                     message["reasoning_content"] = self.reasoning
                 choices.append({"index": i, "message": message, "finish_reason": reason})
             prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        if self.tokens is not None:
+            texts = ["".join(self.tokens)] * n
+            for choice, text in zip(choices, texts):
+                said = {"text": text} if "text" in choice else {"message": {**choice["message"], "content": text}}
+                choice.update(said)
+        if body.get("logprobs") not in (None, False):
+            k = body.get("top_logprobs", 0) if "messages" in body else body["logprobs"]
+            for choice, text in zip(choices, texts):
+                choice["logprobs"] = answer_logprobs(self.split(text), k, chat="messages" in body)
         completion_tokens = sum(len(t.split()) for t in texts)
         return {"id": "x", "object": "text_completion", "model": body["model"], "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
+
+
+TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def _split(text: str) -> list[str]:
+    return TOKEN.findall(text)
+
+
+def token_logprob(j: int) -> float:
+    """The fake's log-probability of its j-th token of an answer."""
+    return -0.05 - 0.37 * (j % 7)
+
+
+def answer_logprobs(tokens: list[str], k: int, chat: bool) -> dict:
+    """Logprobs of an answer made of `tokens`: token j has token_logprob(j); its k alternatives are itself and
+    "alt1".."alt{k-1}" at ever lower log-probabilities."""
+    from openai.types.chat.chat_completion import ChoiceLogprobs
+    from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob, TopLogprob
+    from openai.types.completion_choice import Logprobs
+
+    def alternatives(j, token):
+        return [(token, token_logprob(j))] + [(f"alt{a}", token_logprob(j) - 1.5 * a) for a in range(1, k)]
+
+    if chat:
+        content = [ChatCompletionTokenLogprob(
+            token=token, bytes=list(token.encode()), logprob=token_logprob(j),
+            top_logprobs=[TopLogprob(token=t, bytes=list(t.encode()), logprob=v)
+                          for t, v in alternatives(j, token)[:k]])
+            for j, token in enumerate(tokens)]
+        return ChoiceLogprobs(content=content).model_dump(exclude_none=True)
+    offsets = [sum(len(t) for t in tokens[:j]) for j in range(len(tokens))]
+    return Logprobs(tokens=tokens, token_logprobs=[token_logprob(j) for j in range(len(tokens))],
+                    top_logprobs=[dict(alternatives(j, t)[:k]) if k else None for j, t in enumerate(tokens)],
+                    text_offset=offsets).model_dump()
 
 
 def stream_chunks(response: dict, include_usage: bool = True, piece: int = 5) -> list[dict]:
@@ -82,6 +134,7 @@ def stream_chunks(response: dict, include_usage: bool = True, piece: int = 5) ->
     Chat chunks are built with the openai package's ChatCompletionChunk; completion chunks are vLLM's dicts."""
     from openai.types.chat import ChatCompletionChunk
     from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
+    from openai.types.chat.chat_completion_chunk import ChoiceLogprobs as ChunkLogprobs
 
     def pieces(text):
         return [text[i:i + piece] for i in range(0, len(text or ""), piece)]
@@ -103,8 +156,22 @@ def stream_chunks(response: dict, include_usage: bool = True, piece: int = 5) ->
             chunks.append(chat_chunk([Choice(index=i, delta=ChoiceDelta(role="assistant", content=""))]))
             chunks += [chat_chunk([Choice(index=i, delta=ChoiceDelta(reasoning_content=p))])
                        for p in pieces(message.get("reasoning_content"))]
-            chunks += [chat_chunk([Choice(index=i, delta=ChoiceDelta(content=p))]) for p in pieces(message["content"])]
+            if choice.get("logprobs"):  # one token a chunk, each with its logprobs, as vLLM streams them
+                chunks += [chat_chunk([Choice(index=i, delta=ChoiceDelta(content=entry["token"]),
+                                              logprobs=ChunkLogprobs(content=[entry]))])
+                           for entry in choice["logprobs"]["content"]]
+            else:
+                chunks += [chat_chunk([Choice(index=i, delta=ChoiceDelta(content=p))])
+                           for p in pieces(message["content"])]
             chunks.append(chat_chunk([Choice(index=i, delta=ChoiceDelta(), finish_reason=reason)]))
+        elif choice.get("logprobs"):
+            logprobs = choice["logprobs"]
+            for j, token in enumerate(logprobs["tokens"]):
+                chunk = text_chunk(i, token)
+                chunk["choices"][0]["logprobs"] = {"tokens": [token], "token_logprobs": [logprobs["token_logprobs"][j]],
+                                                   "top_logprobs": [logprobs["top_logprobs"][j]]}
+                chunks.append(chunk)
+            chunks.append(text_chunk(i, "", reason))
         else:
             chunks += [text_chunk(i, p) for p in pieces(choice["text"])] + [text_chunk(i, "", reason)]
     if include_usage and response.get("usage"):

@@ -13,18 +13,19 @@ from dataclasses import dataclass, field
 from django import forms
 from django.db.models import Count
 
-from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.kinds import job_kind
 from apps.jobs.models import Job
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.rows import reward_columns, rollout_row
 from apps.rollouts.scoring import sample_for
+from apps.rollouts.tokens import TOKENS_KEY, write_rollouts
 from workers.generation.base import BackendError, SamplingParams
 from workers.generation.factory import api_key_env_error, make_backend
 from workers.generation.openai_backend import has_completions_endpoint
 from workers.generation.templates import BUILT_IN, render
 from workers.rewards.pool import ScoringPool
+from workers.tokens import MAX_TOP_K
 
 
 class SamplingForm(forms.Form):
@@ -42,6 +43,11 @@ class SamplingForm(forms.Form):
     limit = forms.IntegerField(required=False, min_value=1, help_text="Only the first N prompts")
     batch_size = forms.IntegerField(initial=8, min_value=1, max_value=4096, help_text="Prompts per batch")
     max_batch_retries = forms.IntegerField(initial=3, min_value=0, max_value=20)
+    capture_tokens = forms.BooleanField(
+        required=False, initial=False, label="Capture tokens",
+        help_text=f"Store each token's log-probability, entropy and top {MAX_TOP_K} alternatives (the token lens on "
+                  f"the rollout page; about 40 bytes a token): from the model itself, or from an OpenAI-compatible "
+                  f"server that returns logprobs")
 
     # Jobs that judge correctness score with this recipe when none is chosen.
     default_recipe: str | None = None
@@ -161,7 +167,8 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     if complete:
         ctx.log(f"resuming: {len(complete)} prompts already have their {n} samples")
     sampling = SamplingParams(n=n, temperature=params["temperature"], top_p=params["top_p"],
-                              max_tokens=params["max_tokens"], seed=params.get("seed"))
+                              max_tokens=params["max_tokens"], seed=params.get("seed"),
+                              logprobs=MAX_TOP_K if params.get("capture_tokens") else None)
     template = template_text(params["template"])
     recipe = RewardRecipe.objects.get(pk=params["recipe"]) if params.get("recipe") else None
     stats, started = SamplingStats(), time.monotonic()
@@ -231,7 +238,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 finish_reason=completion.finish_reason,  # stop, length or error (a filtered or aborted output)
                 metadata={"reasoning_tokens": completion.reasoning_tokens} if completion.reasoning_tokens else {},
-            ))
+            ) | {TOKENS_KEY: completion.tokens})
             stats.tokens += completion.completion_tokens or 0
     if pool:
         t0 = time.monotonic()
@@ -241,7 +248,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
             row |= reward_columns(scored) | {"reward_recipe_id": recipe.pk}
         stats.score_s += time.monotonic() - t0
     t0 = time.monotonic()
-    stats.rollouts += bulk_insert(Rollout, rows)
+    stats.rollouts += write_rollouts(rows)
     stats.write_s += time.monotonic() - t0
     stats.prompts_done += len(batch)
 

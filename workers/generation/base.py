@@ -9,6 +9,8 @@ takes; the server applies the chat template).
 from dataclasses import dataclass
 from typing import Protocol
 
+from workers.tokens import TokenTrace
+
 Prompt = str | list[dict]
 
 
@@ -20,6 +22,9 @@ class SamplingParams:
     max_tokens: int = 256
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # Capture each generated token's id, log-probability and entropy, with this many top alternatives
+    # (0-5; workers/tokens.py); None captures nothing.
+    logprobs: int | None = None
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Completion:
     finish_reason: str  # "stop", "length" or "error"
     reasoning: str | None = None  # reasoning_content, when the server returns it apart from content
     reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens, where a server counts them
+    tokens: TokenTrace | None = None  # per-token trace: SamplingParams.logprobs asked, and the backend had it
 
 
 class BackendError(Exception):

@@ -41,6 +41,15 @@ Decisions worth knowing:
   reasoning_content (or reasoning) deltas joined per choice, the last finish_reason, the usage
   of the final chunk. A stream that ends before `data: [DONE]` was cut off: retried like a
   dropped connection, never stored as a shorter completion.
+- Token traces (SamplingParams.logprobs = k): chat requests ask `logprobs: true, top_logprobs: k`,
+  completion requests `logprobs: k`; each choice's per-token log-probabilities (streamed or not) become
+  a workers.tokens.TokenTrace. The servers name tokens by text, not id: the trace's ids index the
+  distinct tokens of the completion (vocab_ids False), spelled by the `bytes` a chat answer gives
+  (else the token's UTF-8). The entropy is estimated from the top-k log-probabilities (and the chosen
+  token's), renormalised to sum to one: a lower bound, exact only when those hold all the mass; none
+  with k = 0. The log-probabilities are the server's: vLLM's default is the raw model distribution,
+  before temperature and top-p. A server that refuses logprobs (DeepSeek's reasoner) has the
+  parameter dropped as any other refused one; its completions carry no trace.
 - timeout_s bounds connecting and each wait for data, not a whole response.
 - count_tokens() is None: the server owns the tokenizer and, for chat, the template, so
   the count is only known from usage after sending. A hosted API has no tokenize endpoint.
@@ -65,6 +74,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+import numpy as np
+
 from workers.generation.base import (
     BackendError,
     BackendRefused,
@@ -74,6 +85,7 @@ from workers.generation.base import (
     SamplingParams,
     join_reasoning,
 )
+from workers.tokens import MAX_TOP_K, TokenTrace, entropy_from_top
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +190,9 @@ class OpenAIBackend:
                 body["seed"] = params.seed + request_no
             if params.stop:
                 body["stop"] = list(params.stop)
+            if params.logprobs is not None:
+                top_k = max(0, min(params.logprobs, MAX_TOP_K))
+                body |= {"logprobs": True, "top_logprobs": top_k} if chat else {"logprobs": top_k}
             if self.stream:
                 body |= {"stream": True, "stream_options": {"include_usage": True}}
             data = self._post(path, body, cancel)
@@ -190,7 +205,7 @@ class OpenAIBackend:
         if not isinstance(choices, list) or not choices:
             raise BackendError(f"malformed response from {self.base_url}{path}: "
                                f"no choices in {self._redact(_excerpt(data))}")
-        texts, reasonings, reasons = [], [], []
+        texts, reasonings, reasons, traces = [], [], [], []
         for choice in choices:
             try:
                 if chat:
@@ -208,6 +223,7 @@ class OpenAIBackend:
             texts.append(join_reasoning(reasoning, content))
             reasonings.append(reasoning)
             reasons.append(_finish_reason(reason))
+            traces.append(token_trace(choice.get("logprobs"), chat))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
         completion_tokens = split_tokens(_int_or_none(usage.get("completion_tokens")),
@@ -216,7 +232,7 @@ class OpenAIBackend:
         reasoning_total = _int_or_none(details.get("reasoning_tokens")) if isinstance(details, dict) else None
         reasoning_tokens = split_tokens(reasoning_total, [len(r or "") for r in reasonings])
         return [Completion(*fields) for fields in zip(texts, [prompt_tokens] * len(texts), completion_tokens, reasons,
-                                                      reasonings, reasoning_tokens, strict=True)]
+                                                      reasonings, reasoning_tokens, traces, strict=True)]
 
     # HTTP, with retries
 
@@ -466,18 +482,85 @@ def assemble_stream(raw: bytes, chat: bool) -> dict:
             raise StreamCutOff(f"the server failed mid-stream: {_excerpt(chunk['error'])}")
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or []:
-            part = parts.setdefault(choice.get("index", 0), {"text": [], "reasoning": [], "finish_reason": None})
+            part = parts.setdefault(choice.get("index", 0), {"text": [], "reasoning": [], "finish_reason": None,
+                                                             "logprobs": None})
             delta = (choice.get("delta") or {}) if chat else {"content": choice.get("text")}
             part["text"].append(delta.get("content") or "")
             part["reasoning"].append(delta.get("reasoning_content") or delta.get("reasoning") or "")
             part["finish_reason"] = choice.get("finish_reason") or part["finish_reason"]
+            if isinstance(choice.get("logprobs"), dict):  # each chunk's tokens, added to the choice's
+                part["logprobs"] = _join_logprobs(part["logprobs"], choice["logprobs"], chat)
     choices = []
     for index, part in sorted(parts.items()):
         text, reasoning = "".join(part["text"]), "".join(part["reasoning"]) or None
         said = {"message": {"role": "assistant", "content": text, "reasoning_content": reasoning}} if chat \
             else {"text": text}
-        choices.append({"index": index, **said, "finish_reason": part["finish_reason"]})
+        choices.append({"index": index, **said, "finish_reason": part["finish_reason"], "logprobs": part["logprobs"]})
     return {"choices": choices, "usage": usage}
+
+
+def _join_logprobs(sofar: dict | None, more: dict, chat: bool) -> dict:
+    """A streamed choice's logprobs so far with one more chunk's: chat `content` lists, or the completion
+    endpoint's parallel lists, concatenated."""
+    keys = ("content",) if chat else ("tokens", "token_logprobs", "top_logprobs")
+    sofar = sofar or {key: [] for key in keys}
+    return {key: sofar[key] + list(more.get(key) or []) for key in keys}
+
+
+def _token_bytes(entry: dict) -> bytes:
+    raw = entry.get("bytes")
+    if isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw):
+        return bytes(raw)
+    return str(entry.get("token", "")).encode("utf-8")
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
+
+
+def token_trace(logprobs, chat: bool) -> TokenTrace | None:
+    """A choice's `logprobs` as a TokenTrace (see the module docstring), or None when it has none."""
+    if not isinstance(logprobs, dict):
+        return None
+    if chat:
+        entries = [e for e in logprobs.get("content") or [] if isinstance(e, dict)]
+        chosen = [(_token_bytes(e), _number(e.get("logprob"))) for e in entries]
+        tops = [[(_token_bytes(t), _number(t.get("logprob"))) for t in e.get("top_logprobs") or []
+                 if isinstance(t, dict)] for e in entries]
+    else:
+        tokens, values = logprobs.get("tokens") or [], logprobs.get("token_logprobs") or []
+        top_maps = logprobs.get("top_logprobs") or [None] * len(tokens)
+        if len(values) != len(tokens) or len(top_maps) != len(tokens):
+            return None
+        chosen = [(str(t).encode("utf-8"), _number(v)) for t, v in zip(tokens, values)]
+        tops = [[(str(t).encode("utf-8"), _number(v)) for t, v in m.items()] if isinstance(m, dict) else []
+                for m in top_maps]
+    if not chosen:
+        return None
+    local: dict[bytes, int] = {}  # the distinct tokens, numbered by first appearance
+
+    def local_id(piece: bytes) -> int:
+        return local.setdefault(piece, len(local))
+
+    ids = [local_id(piece) for piece, _ in chosen]
+    k = min(MAX_TOP_K, max((len(t) for t in tops), default=0))
+    top_ids = np.full((len(chosen), k), -1, dtype=np.int32)
+    top_logprobs = np.full((len(chosen), k), -np.inf, dtype=np.float32)
+    for row, alternatives in enumerate(tops):
+        for col, (piece, value) in enumerate(sorted(alternatives, key=lambda a: -a[1])[:k]):
+            top_ids[row, col], top_logprobs[row, col] = local_id(piece), value
+    entropy = None
+    if k:
+        # The chosen token counts too, where it is not among the top k the server listed.
+        with_chosen = np.concatenate([top_logprobs, np.full((len(chosen), 1), -np.inf, np.float32)], axis=1)
+        for row, (i, (_, value)) in enumerate(zip(ids, chosen)):
+            if i not in top_ids[row]:
+                with_chosen[row, -1] = value
+        entropy = entropy_from_top(with_chosen)
+    return TokenTrace(ids=ids, logprobs=[value for _, value in chosen], entropy=entropy,
+                      top_ids=top_ids if k else None, top_logprobs=top_logprobs if k else None,
+                      pieces={i: piece for piece, i in local.items()}, vocab_ids=False,
+                      entropy_kind="top_k" if k else "")
 
 
 def has_completions_endpoint(base_url: str, api_key: str | None = None,
