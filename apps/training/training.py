@@ -23,7 +23,6 @@ import psutil
 from django.conf import settings
 from django.db import transaction
 
-from apps.core.bulk import bulk_insert
 from apps.datasets.models import DatasetVersion, ModelVersion, Prompt
 from apps.jobs import launching
 from apps.jobs.kinds import job_kind
@@ -31,12 +30,14 @@ from apps.jobs.runner import JobCancelled
 from apps.rollouts.generation import template_text
 from apps.rollouts.models import RewardRecipe, Rollout
 from apps.rollouts.rows import rollout_row
+from apps.rollouts.tokens import TOKENS_KEY, write_rollouts
 from apps.training.forms import CPU_PRESETS, GRPOParamsForm, SFTParamsForm, sft_steps, training_processes
 from apps.training.models import StepMetric
 from workers.generation.templates import render
+from workers.tokens import TokenTrace
 from workers.training.events import Event, EventReader, RolloutRow, archive_events
 from workers.training.formats import sft_row
-from workers.training.spec import GRPOSpec, LoraSpec, SFTSpec, TrainSpec
+from workers.training.spec import GRPOSpec, LoraSpec, SFTSpec, TrainSpec, default
 from workers.training.train import latest_checkpoint
 
 POLL_SECONDS = 0.5
@@ -261,7 +262,8 @@ def _spec(job, params: dict, run: Run, rows: int, resume) -> TrainSpec:
     else:
         knobs = ("num_generations", "steps_per_generation", "max_completion_length", "temperature", "top_p", "beta",
                  "epsilon", "loss_type", "use_vllm", "stop_format_at", "stop_falling_steps")
-        grpo = GRPOSpec(recipe=RewardRecipe.objects.get(pk=params["recipe"]).spec, **{k: params[k] for k in knobs})
+        grpo = GRPOSpec(recipe=RewardRecipe.objects.get(pk=params["recipe"]).spec, **{k: params[k] for k in knobs},
+                        capture_tokens=params.get("capture_tokens", default(GRPOSpec, "capture_tokens")))
         max_steps = params["max_steps"]
     return TrainSpec(
         kind=job.kind, model_path=model.uri, data_path=str(run.data), run_dir=str(run.dir),
@@ -307,7 +309,7 @@ class EventSink:
                 self.ctx.log(f"step {event['step']}: {event['reason']}")
                 self.ctx.report(stopped_by_rule=event["reason"], stopped_at_step=event["step"])
         if rollouts:
-            bulk_insert(Rollout, rollouts)
+            write_rollouts(rollouts)
         if metrics:
             self._store_metrics(metrics)
 
@@ -332,7 +334,7 @@ class EventSink:
             prompt_text=row["prompt_text"], prompt_tokens=row["prompt_tokens"],
             completion_tokens=row["completion_tokens"], finish_reason=row["finish_reason"],
             advantage=row["advantage"], reward_recipe_id=self.params["recipe"],
-        )
+        ) | {TOKENS_KEY: TokenTrace.from_json(row["tokens"]) if row.get("tokens") else None}
 
     def _register(self, path: Path, step: int, final: bool) -> ModelVersion:
         base = self.params.get("output_name") or f"{self.input_model.name}-{self.job.kind}-job{self.job.pk}"

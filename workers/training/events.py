@@ -12,7 +12,7 @@ access.
 import json
 import os
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 EVENT_FILE_GLOB = "events.*.jsonl"
 
@@ -42,6 +42,7 @@ class RolloutRow(TypedDict):
     finish_reason: str
     advantage: float
     scored: dict  # the recipe's score: {"total", "components"[, "error"]}
+    tokens: NotRequired[dict]  # workers.tokens.TokenTrace.to_json(): per-token ids, log-probs, entropies
 
 
 class RolloutsEvent(TypedDict):

@@ -76,6 +76,9 @@ class GRPOSpec:
     scoring_processes: int = _field(1, "Processes scoring completions with the recipe")
     scoring_timeout_s: float = _field(20.0, "Seconds one completion may take to score")
     record_rollouts: bool = _field(True, "Store every scored completion as a rollout")
+    capture_tokens: bool = _field(
+        True, "Store each completion token's log-probability and entropy with its rollout, as TRL's own forward "
+              "pass computed them (the token lens; about 8 bytes a token)")
     stop_format_at: float | None = _field(
         None, "Stop when the format reward is at least this and accuracy keeps falling (empty: never)")
     stop_falling_steps: int = _field(10, "Steps accuracy must stay below its best before the stop rule acts")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from workers.tokens import TokenBytes, TokenTrace
 from workers.training.events import EventWriter, RolloutRow, event_file
 from workers.training.health import StopRule, step_from_trl_logs
 from workers.training.spec import TrainSpec
@@ -127,17 +128,86 @@ def build_grpo(spec: TrainSpec, events: EventWriter):
     from workers.training.rewards import RecipeRewards
 
     class RecordingGRPOTrainer(GRPOTrainer):
-        """Writes every completion it scores to the event file: step, group, sample, rewards, advantage."""
+        """Writes every completion it scores to the event file: step, group, sample, rewards, advantage, and
+        (grpo.capture_tokens) each token's log-probability and entropy as TRL computed them, never computed twice:
+
+        - When TRL computes old_per_token_logps while scoring the batch (the samples are used over several
+          optimizer steps, or vLLM generated them), that forward pass is asked for the entropies too (the fused
+          LM head computes them anyway) and the rows are written at once.
+        - Otherwise TRL's loss on the same, not yet updated, policy gives the log-probabilities (the ones it
+          takes as the old ones) and the entropies: each completion's row waits, marked by its place in the
+          batch (a tensor that TRL shuffles and splits with the rest), until the loss has seen it, and is
+          written then; rows the loss never saw (a loss outside this path) go without tokens at the next batch.
+        """
+
+        _capture_generation = False  # the next forward pass of the policy while scoring is TRL's old log-probs
+        _generation_logps = None  # (log-probs, entropies) that pass gave
+        _loss_rows = None  # the batch places of the completions the loss is computing
+        _pending: "_PendingRows | None" = None
 
         def _generate_and_score_completions(self, inputs):
-            output = super()._generate_and_score_completions(inputs)
-            if self.model.training and grpo.record_rollouts:
+            recording = self.model.training and grpo.record_rollouts
+            self._flush_pending()
+            generate_every = self.args.steps_per_generation * self.num_iterations
+            self._capture_generation = recording and grpo.capture_tokens and (
+                self.args.gradient_accumulation_steps % generate_every != 0
+                or (self.use_vllm and self.vllm_importance_sampling_correction))
+            self._generation_logps = None
+            try:
+                output = super()._generate_and_score_completions(inputs)
+            finally:
+                self._capture_generation = False
+            if recording:
                 rows = rollout_rows(self, inputs, output, rewards)
-                events.write("rollouts", step=self.state.global_step + 1, rows=rows)
+                step = self.state.global_step + 1
+                if not grpo.capture_tokens:
+                    events.write("rollouts", step=step, rows=rows)
+                elif self._generation_logps is not None:
+                    add_token_traces(rows, output, *self._generation_logps, range(len(rows)), token_bytes)
+                    events.write("rollouts", step=step, rows=rows)
+                else:
+                    self._pending = _PendingRows(step, rows, output["completion_ids"].cpu())
+                    output["r1studio_row"] = torch.arange(len(rows), device=output["completion_ids"].device)
             return output
+
+        def _get_per_token_logps_and_entropies(self, model, *args, compute_entropy=False, **kwargs):
+            if self._capture_generation and model is self.model:
+                self._capture_generation = False  # only TRL's old log-probs, not a reference model's after them
+                logps, entropies, aux = super()._get_per_token_logps_and_entropies(
+                    model, *args, compute_entropy=True, **kwargs)
+                self._generation_logps = (logps.detach().float().cpu(), entropies.detach().float().cpu())
+                return logps, entropies if compute_entropy else None, aux
+            logps, entropies, aux = super()._get_per_token_logps_and_entropies(
+                model, *args, compute_entropy=compute_entropy, **kwargs)
+            if self._loss_rows is not None and entropies is not None and self._pending is not None:
+                self._pending.add(self._loss_rows, logps.detach().float().cpu(), entropies.detach().float().cpu())
+                self._loss_rows = None
+                if self._pending.complete():
+                    self._flush_pending()
+            return logps, entropies, aux
+
+        def _compute_loss(self, model, inputs):
+            rows = inputs.pop("r1studio_row", None) if isinstance(inputs, dict) else None
+            self._loss_rows = rows.cpu().tolist() if rows is not None else None
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self._loss_rows = None
+
+        def _flush_pending(self):
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                events.write("rollouts", step=pending.step, rows=pending.finished(token_bytes))
+
+        def train(self, *args, **kwargs):
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                self._flush_pending()
 
     grpo = spec.grpo
     tokenizer = _tokenizer(spec.model_path)
+    token_bytes = TokenBytes(tokenizer) if grpo.capture_tokens else None
     eos_ids = _eos_token_ids(spec.model_path, tokenizer)
     pool = ScoringPool(grpo.recipe, processes=grpo.scoring_processes, timeout_s=grpo.scoring_timeout_s)
     rewards = RecipeRewards(grpo.recipe, pool, eos_ids, grpo.max_completion_length)
@@ -169,6 +239,43 @@ def _eos_token_ids(model_path: str, tokenizer) -> list[int]:
         eos = None
     eos = eos if eos is not None else tokenizer.eos_token_id
     return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
+class _PendingRows:
+    """A batch's rollout rows waiting for the loss to give their tokens' log-probabilities and entropies."""
+
+    def __init__(self, step: int, rows: list[RolloutRow], completion_ids):
+        self.step, self.rows, self.completion_ids = step, rows, completion_ids
+        self.logps: dict[int, tuple] = {}
+
+    def add(self, places: list[int], logps, entropies) -> None:
+        for k, place in enumerate(places):
+            self.logps[place] = (logps[k], entropies[k])
+
+    def complete(self) -> bool:
+        return len(self.logps) == len(self.rows)
+
+    def finished(self, token_bytes) -> list[RolloutRow]:
+        places = sorted(self.logps)
+        if places:
+            logps = torch.stack([self.logps[p][0] for p in places])
+            entropies = torch.stack([self.logps[p][1] for p in places])
+            add_token_traces(self.rows, {"completion_ids": self.completion_ids}, logps, entropies, places,
+                             token_bytes)
+        return self.rows
+
+
+def add_token_traces(rows: list[RolloutRow], output: dict, logps, entropies, places, token_bytes) -> None:
+    """Each row's "tokens": its completion ids, log-probabilities and entropies (logps and entropies hold one
+    padded row per place in `places`), as a JSON-ready workers.tokens.TokenTrace."""
+    completion_ids = output["completion_ids"].cpu()
+    for k, place in enumerate(places):
+        row = rows[place]
+        n = row["completion_tokens"]
+        ids = completion_ids[place, :n].tolist()
+        trace = TokenTrace(ids=ids, logprobs=logps[k, :n].numpy(), entropy=entropies[k, :n].numpy(),
+                           pieces=token_bytes.pieces(ids), entropy_kind="tempered")
+        row["tokens"] = trace.to_json()
 
 
 def rollout_rows(trainer, inputs: list[dict], output: dict, rewards) -> list[RolloutRow]:
