@@ -11,10 +11,13 @@ from apps.datasets.importing import MAX_QUESTION_CHARS
 from apps.datasets.validation import RecordFields, type_name
 from apps.rollouts.ingest.questions import extract_question, message_text, render_chat
 from apps.rollouts.models import Rollout
+from workers.tokens import TokenTrace
 
 # The ingest formats and how forms name them; the API's schema, the command line and the forms use this.
 FORMATS = {"jsonl": "jsonl (R1 Studio)", "trl": "trl (completions_*.parquet)", "verl": "verl (rollout_data_dir JSONL)"}
 MAX_COMPLETION_CHARS = 1_000_000
+MAX_TRACE_TOKENS = 1_000_000
+TOKEN_KEYS = {"ids", "logprobs", "entropy", "text"}
 FINISH_REASONS = [choice for choice, _ in Rollout.FinishReason.choices]
 # A reward component named like these decides is_correct / format_ok when the record does not say.
 ACCURACY_NAME = re.compile(r"acc|correct", re.IGNORECASE)
@@ -127,6 +130,56 @@ class SampleFields(RecordFields):
                 rewards[component] = {"value": reward, "weight": weight, "details": details or {}}
         return rewards
 
+    def tokens(self, name: str) -> TokenTrace | None:
+        """A per-token trace, {"ids": [int], "logprobs": [number], "entropy"?: [number], "text"?: [str]} (text:
+        each token as text, so the page can draw it), or None when the record has none."""
+        value = self.record.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.error(name, f"expected an object with ids and logprobs, found {type_name(value)}")
+            return None
+        if unknown := set(value) - TOKEN_KEYS:
+            self.error(name, f"unknown keys {', '.join(sorted(unknown))} (expected ids, logprobs, entropy, text)")
+        lists = {}
+        for key in ("ids", "logprobs", "entropy", "text"):
+            items = value.get(key)
+            if items is None:
+                if key in ("ids", "logprobs"):
+                    self.error(f"{name}.{key}", "missing")
+                continue
+            if not isinstance(items, list) or len(items) > MAX_TRACE_TOKENS:
+                self.error(f"{name}.{key}", f"expected a list of at most {MAX_TRACE_TOKENS:,} items")
+                continue
+            lists[key] = items
+        if self.errors or "ids" not in lists or "logprobs" not in lists:
+            return None
+        n = len(lists["ids"])
+        for key, items in lists.items():
+            if len(items) != n:
+                self.error(f"{name}.{key}", f"{len(items)} items for {n} token ids")
+        checks = {"ids": lambda v: type(v) is int and 0 <= v < 2**31,
+                  "logprobs": lambda v: _is_number(v) and (v <= 1e-3 or math.isnan(v)),
+                  "entropy": lambda v: _is_number(v) and (v >= 0 or math.isnan(v)),
+                  "text": lambda v: isinstance(v, str)}
+        expected = {"ids": "an integer from 0 to 2**31 - 1", "logprobs": "a number ≤ 0 (a log-probability)",
+                    "entropy": "a number ≥ 0", "text": "text"}
+        for key, items in lists.items():
+            bad = next((i for i, v in enumerate(items) if not checks[key](v)), None)
+            if bad is not None:
+                self.error(f"{name}.{key}[{bad}]", f"expected {expected[key]}, found {_short_value(items[bad])}")
+        if self.errors:
+            return None
+        texts = lists.get("text")
+        pieces = {} if texts is None else {i: t.encode("utf-8") for i, t in zip(lists["ids"], texts)}
+        return TokenTrace(ids=lists["ids"], logprobs=lists["logprobs"], entropy=lists.get("entropy"), pieces=pieces,
+                          entropy_kind="source" if "entropy" in lists else "")
+
+
+def _short_value(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
 
 def _flag_from_rewards(rewards: dict, name_pattern: re.Pattern) -> bool | None:
     for component, spec in rewards.items():
@@ -150,7 +203,7 @@ def _weighted_total(rewards: dict) -> float | None:
 OURS_FIELDS = {
     "prompt", "completion", "reasoning", "rewards", "total_reward", "step", "group", "sample_index", "advantage",
     "is_correct", "format_ok", "finish_reason", "reference_answer", "prompt_text", "completion_tokens",
-    "prompt_tokens", "model", "language_consistency",
+    "prompt_tokens", "model", "language_consistency", "tokens",
 }
 
 
@@ -180,6 +233,7 @@ def map_ours(record: dict, how: SourceOptions, ignored: set) -> tuple[dict | Non
         "model": f.text("model", limit=200).strip(),
         "language_consistency": f.number("language_consistency", low=0.0, high=1.0),
         "metadata": {k: _json_value(v) for k, v in record.items() if k not in OURS_FIELDS},
+        "tokens": f.tokens("tokens"),
     }
     ignored.update(k for k in record if k not in OURS_FIELDS)  # no column of their own: kept as metadata
     return (None, f.errors) if f.errors else (sample, [])
@@ -327,6 +381,7 @@ MAPPERS: dict[str, Callable] = {"jsonl": map_ours, "trl": map_trl, "verl": map_v
 # ---- what each source column becomes, for the preview shown before anything lands ------------
 
 OURS_ROLES = {"prompt": "the question (matched in the dataset, or a new prompt)",
+              "tokens": "per-token trace (ids, log-probabilities, entropy, text): the token lens",
               "rewards": "reward components (value × weight)",
               "total_reward": "total reward (else the weighted sum of the components)"}
 

@@ -19,6 +19,7 @@ from apps.rollouts.ingest.readers import count_source, first_columns, read_sourc
 from apps.rollouts.models import RewardRecipe, Rollout
 from apps.rollouts.rows import rollout_row
 from apps.rollouts.scoring import rescore
+from apps.rollouts.tokens import TOKENS_KEY, write_rollouts
 
 MAX_REJECTED_KEPT = 1000  # IngestResult.rejected; rejected_count counts them all
 MAX_IGNORED_FIELDS = 50
@@ -202,7 +203,7 @@ def _row(sample: dict, job_id: int, prompt_id: int, model_id: int | None) -> dic
     # The source's verdict is also kept apart (source_correct): a later scoring job rewrites is_correct only.
     return rollout_row(job_id=job_id, prompt_id=prompt_id, completion=sample["completion"],
                        reasoning=sample["reasoning"], model_version_id=model_id, source_correct=sample["is_correct"],
-                       **{name: sample[name] for name in ROW_FIELDS})
+                       **{name: sample[name] for name in ROW_FIELDS}) | {TOKENS_KEY: sample.get("tokens")}
 
 
 def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False, model_name: str = "",
@@ -285,13 +286,13 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
                     else:
                         result.duplicates += 1
             if len(rows) >= WRITE_CHUNK_ROWS or chars >= WRITE_CHUNK_CHARS:
-                result.landed += bulk_insert(Rollout, rows)
+                result.landed += write_rollouts(rows)
                 stored, rows, chars = stored + len(rows), [], 0
             if number % CANCEL_CHECK_EVERY == 0:
                 ctx.progress(result.records + number)
                 ctx.check_cancelled()
         if rows:
-            result.landed += bulk_insert(Rollout, rows)
+            result.landed += write_rollouts(rows)
             stored += len(rows)
         result.already_stored = stored - result.landed
         audit.record(job.created_by, "rollouts.ingest", job, via="job", landed=result.landed,
