@@ -2,7 +2,7 @@ from math import comb
 
 import pytest
 
-from workers.evaluation import majority_answer, pass_at_k
+from workers.evaluation import majority_answer, mean_interval, paired_difference, pass_at_k, t_975
 
 
 @pytest.mark.parametrize("n, c, k", [(10, 3, 1), (10, 3, 5), (16, 0, 4), (16, 16, 4), (64, 7, 8), (5, 1, 5)])
@@ -35,3 +35,51 @@ def equal_numbers(a, b):
 )
 def test_majority_groups_equivalent_answers(answers, winner, votes):
     assert majority_answer(answers, equal_numbers) == (winner, votes)
+
+
+# ---- 95% intervals over prompts: known values ----------------------------------------------------
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.706), (4, 2.776), (30, 2.042), (31, 2.0395), (60, 2.0003),
+                                          (120, 1.9799), (1_000_000, 1.96)])
+def test_t_975_matches_students_table(df, expected):
+    assert t_975(df) == pytest.approx(expected, abs=1e-4)
+
+
+def test_t_975_needs_a_degree_of_freedom():
+    with pytest.raises(ValueError, match="at least 1 degree of freedom"):
+        t_975(0)
+
+
+def test_mean_interval_of_four_prompts():
+    # mean 0.5; sd √(0.2/3) = 0.25820; se 0.12910; t(3) = 3.182 → ± 0.41080.
+    interval = mean_interval([0.2, 0.4, 0.6, 0.8])
+    assert (interval.mean, interval.n) == (0.5, 4)
+    assert (interval.low, interval.high) == (pytest.approx(0.08920, abs=1e-5), pytest.approx(0.91080, abs=1e-5))
+
+
+def test_mean_interval_of_a_hundred_prompts_half_solved():
+    # sd √(25/99) = 0.50252; se 0.050252; t(99) = 1.98422 → ± 0.099711.
+    interval = mean_interval([0.0] * 50 + [1.0] * 50)
+    assert (interval.low, interval.high) == (pytest.approx(0.400289, abs=1e-5), pytest.approx(0.599711, abs=1e-5))
+
+
+def test_mean_interval_stays_within_its_bounds_and_needs_two_prompts():
+    assert (mean_interval([0.0, 1.0]).low, mean_interval([0.0, 1.0]).high) == (0.0, 1.0)  # ± 6.35, cut to [0, 1]
+    assert mean_interval([0.7]) is None and mean_interval([]) is None
+    same = mean_interval([0.25, 0.25, 0.25])
+    assert (same.low, same.high) == (0.25, 0.25)  # no spread between prompts
+
+
+def test_paired_difference_uses_the_shared_prompts_and_says_when_it_excludes_zero():
+    a = {"1": 0.25, "2": 0.5, "3": 0.75, "only in a": 0.0}
+    b = {"1": 0.5, "2": 0.75, "3": 1.0, "only in b": 1.0}
+    better = paired_difference(a, b)  # +0.25 on each of the 3 shared prompts
+    assert (better.mean, better.low, better.high, better.n) == (0.25, 0.25, 0.25, 3) and better.excludes_zero
+    worse = paired_difference(b, a)
+    assert (worse.mean, worse.high) == (-0.25, -0.25) and worse.excludes_zero
+    # Differences of +0.5, -0.25, +0.25, 0: mean 0.125, sd 0.32275, se 0.16137, t(3) = 3.182 → ± 0.51349.
+    mixed = paired_difference({"1": 0, "2": 0.5, "3": 0, "4": 0.5}, {"1": 0.5, "2": 0.25, "3": 0.25, "4": 0.5})
+    assert (mixed.low, mixed.high) == (pytest.approx(-0.38849, abs=1e-5), pytest.approx(0.63849, abs=1e-5))
+    assert not mixed.excludes_zero
+    assert paired_difference({"1": 0.5}, {"1": 1.0}) is None  # one shared prompt: no interval
