@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.models import Job
-from apps.training.comparison import lineage_order
+from apps.training.comparison import lineage_order, number, signed
 from apps.training.models import Evaluation
 
 pytestmark = pytest.mark.django_db
@@ -45,23 +45,42 @@ def lineage(db):
     return {"base": base, "cold": cold, "other": other, "rl": rl, "zero": zero}
 
 
+def results(corrects, n=8, majority=None) -> dict:
+    """Per-prompt results for prompts "1".."m": corrects[i] of n right; the majority answer right where given."""
+    majority = majority if majority is not None else [c * 2 > n for c in corrects]
+    return {str(i + 1): result(c, n, m) for i, (c, m) in enumerate(zip(corrects, majority, strict=True))}
+
+
+def scored(version, benchmark, corrects, n=8, majority=None, per_prompt=None, **kwargs):
+    """An evaluation whose metrics are what the evaluate job computes from its per-prompt results."""
+    per_prompt = per_prompt or results(corrects, n, majority)
+    rates = [r["correct"] / r["n"] for r in per_prompt.values()]
+    metrics = {"prompts": len(per_prompt), "pass@1": sum(rates) / len(rates),
+               f"cons@{n}": sum(r["majority_correct"] for r in per_prompt.values()) / len(per_prompt)}
+    return evaluate(version, benchmark, metrics, per_prompt, k=n, **kwargs)
+
+
 @pytest.fixture
 def scores(lineage, dataset):
-    """gsm-mini (k=8) for four checkpoints, tiny-cold twice; math-mini (k=4) for two."""
+    """gsm-mini (10 prompts, k=8) for four checkpoints, tiny-cold twice; math-mini (2 prompts, k=4) for two.
+
+    On gsm-mini tiny-rl solves every prompt 2 samples in 8 more often than tiny-cold, the next best: a
+    significant pass@1. Its cons@8 (0.9) beats tiny-cold's (0.6) on 3 prompts of 10: within the noise.
+    On math-mini, two prompts are too few for any difference to be significant.
+    """
     math = Dataset.objects.create(name="math-mini")
     m = lineage
-    evaluations = {
-        "base": evaluate(m["base"], dataset, {"prompts": 6, "pass@1": 0.2, "pass@8": 0.5, "cons@8": 0.25}),
-        "cold_old": evaluate(m["cold"], dataset, {"prompts": 6, "pass@1": 0.9, "pass@8": 0.95, "cons@8": 0.9}),
-        "cold": evaluate(m["cold"], dataset, {"prompts": 6, "pass@1": 0.4, "pass@8": 0.7, "cons@8": 0.6}),
-        "rl": evaluate(m["rl"], dataset, {"prompts": 6, "pass@1": 0.55, "pass@8": 0.8, "cons@8": 0.6}),
-        "zero": evaluate(m["zero"], dataset, {"prompts": 6, "pass@1": 0.3, "pass@8": 0.6, "cons@8": 0.35}),
-        "rl_math": evaluate(m["rl"], math, {"prompts": 2, "pass@1": 0.1, "pass@4": 0.3, "cons@4": 0.2},
-                            k=4, temperature=1.0),
-        "zero_math": evaluate(m["zero"], math, {"prompts": 2, "pass@1": 0.15, "pass@4": 0.2, "cons@4": 0.1},
-                              k=4, temperature=1.0),
+    gsm = {
+        "base": scored(m["base"], dataset, [1] * 10, majority=[False] * 10),
+        "cold_old": scored(m["cold"], dataset, [7] * 10, majority=[True] * 10),
+        "cold": scored(m["cold"], dataset, [3] * 5 + [4] * 5, majority=[True] * 6 + [False] * 4),
+        "rl": scored(m["rl"], dataset, [5] * 5 + [6] * 5, majority=[True] * 9 + [False]),
+        "zero": scored(m["zero"], dataset, [2] * 5 + [3] * 5, majority=[True] * 2 + [False] * 8),
     }
-    return evaluations
+    return gsm | {
+        "rl_math": scored(m["rl"], math, [0, 1], n=4, majority=[False, True], temperature=1.0),
+        "zero_math": scored(m["zero"], math, [1, 1], n=4, majority=[False, False], temperature=1.0),
+    }
 
 
 def cell_values(table):
@@ -89,41 +108,54 @@ def test_the_table_has_one_row_per_evaluated_checkpoint_in_lineage_order(admin_c
     assert [b.dataset.name for b in table.benchmarks] == ["gsm-mini", "math-mini"]
     assert [(b.cons_name, b.settings) for b in table.benchmarks] == [
         ("cons@8", "k=8, temperature 0.6, top-p 0.95"), ("cons@4", "k=4, temperature 1, top-p 0.95")]
-    # tiny-cold shows its latest evaluation (0.4), not the older 0.9.
+    # tiny-cold shows its latest evaluation (0.4375), not the older 0.875.
     assert cell_values(table) == {
-        "tiny-base": [(0.2, 0.25), None],
-        "tiny-cold": [(0.4, 0.6), None],
-        "tiny-rl": [(0.55, 0.6), (0.1, 0.2)],
-        "tiny-zero": [(0.3, 0.35), (0.15, 0.1)],
+        "tiny-base": [(0.125, 0.0), None],
+        "tiny-cold": [(0.4375, 0.6), None],
+        "tiny-rl": [(0.6875, 0.9), (0.125, 0.5)],
+        "tiny-zero": [(0.3125, 0.2), (0.25, 0.0)],
     }
     assert table.rows[1].cells[0].runs == 2 and table.rows[1].cells[0].evaluation == scores["cold"]
     html = response.content.decode()
     assert "latest of 2" in html and html.count("latest of") == 1
-    assert "0.900" not in html and "other-base" not in html
+    assert "0.875" not in html and "other-base" not in html
 
 
-def test_the_best_value_of_each_column_is_highlighted_ties_included(admin_client, scores):
+def test_a_best_value_is_highlighted_only_where_it_is_significantly_better_than_every_other(admin_client, scores):
     response = admin_client.get(reverse("evaluation_list"))
-    assert best_cells(response.context["table"]) == {
-        ("tiny-rl", "gsm-mini", "pass1"),
-        ("tiny-cold", "gsm-mini", "cons"), ("tiny-rl", "gsm-mini", "cons"),  # a tie at 0.6
-        ("tiny-zero", "math-mini", "pass1"), ("tiny-rl", "math-mini", "cons"),
-    }
+    # gsm-mini pass@1: tiny-rl, significantly. Its cons@8, the best by 0.3, and everything on math-mini: noise.
+    assert best_cells(response.context["table"]) == {("tiny-rl", "gsm-mini", "pass1")}
     html = response.content.decode()
-    assert html.count('class="num best"') == 5
+    assert html.count('class="num best"') == 1
     rl_gsm_job = reverse("job_detail", args=[scores["rl"].job_id])
-    assert re.search(rf'<td class="num best"[^>]*>\s*<a href="{rl_gsm_job}">0\.550</a>', html)
+    assert re.search(rf'<td class="num best"[^>]*>\s*<a href="{rl_gsm_job}">0\.688</a>', html)
     # Every cell links to its evaluation job; the superseded evaluation's job is not linked.
     for name in ["base", "cold", "rl", "zero", "rl_math", "zero_math"]:
         assert f'href="{reverse("job_detail", args=[scores[name].job_id])}"' in html
     assert f'href="{reverse("job_detail", args=[scores["cold_old"].job_id])}"' not in html
 
 
-def test_a_column_with_a_single_value_has_nothing_highlighted(admin_client, lineage, dataset):
+def test_the_list_shows_pass1_with_its_interval_over_prompts(admin_client, scores):
+    response = admin_client.get(reverse("evaluation_list"))
+    rl = response.context["table"].rows[2].cells[0]
+    # 10 prompts at 5/8 and 6/8: mean 0.6875, sd 0.0659, t(9) = 2.262 → ± 0.0471.
+    assert (rl.pass1_interval.low, rl.pass1_interval.high) == (pytest.approx(0.64037, abs=1e-5),
+                                                               pytest.approx(0.73463, abs=1e-5))
+    assert '<span class="ci muted" title="95% interval over 10 prompts">0.640–0.735</span>' in (
+        response.content.decode())
+    base = response.context["table"].rows[0].cells[0]
+    assert (base.pass1_interval.low, base.pass1_interval.high) == (0.125, 0.125)  # every prompt 1/8: no spread
+
+
+def test_a_column_with_a_single_value_or_no_per_prompt_results_has_nothing_highlighted(admin_client, lineage,
+                                                                                         dataset):
     evaluate(lineage["base"], dataset, {"pass@1": 0.5, "cons@8": 0.5})
     response = admin_client.get(reverse("evaluation_list"))
     assert best_cells(response.context["table"]) == set()
-    assert "num best" not in response.content.decode()
+    evaluate(lineage["cold"], dataset, {"pass@1": 0.9, "cons@8": 0.9})  # better, but nothing to test it on
+    response = admin_client.get(reverse("evaluation_list"))
+    assert best_cells(response.context["table"]) == set()
+    assert "num best" not in response.content.decode() and 'class="ci' not in response.content.decode()
 
 
 def test_the_dataset_filter_keeps_one_benchmark(admin_client, scores):
@@ -161,14 +193,17 @@ def test_the_nav_links_to_the_evaluations_page(admin_client, scores):
 def pair(lineage, dataset):
     """A (tiny-cold) and B (tiny-rl) on gsm-mini with known per-prompt results."""
     long_question = "How many apples? " + "x" * 300
-    p = [prompt(dataset, long_question, "42")] + [prompt(dataset, f"question {i}", str(i)) for i in range(1, 7)]
+    p = [prompt(dataset, long_question, "42")] + [prompt(dataset, f"question {i}", str(i)) for i in range(1, 8)]
     per_a = {
-        str(p[0].pk): result(1, 8, False),  # fixed, +0.75
-        str(p[1].pk): result(3, 8, False),  # fixed, +0.25
-        str(p[2].pk): result(8, 8, True),  # broken, -0.75
-        str(p[3].pk): result(6, 8, True),  # both right
-        str(p[4].pk): result(0, 8, False),  # both wrong
+        str(p[0].pk): result(1, 8, False),  # improved +0.75, fixed by vote
+        str(p[1].pk): result(3, 8, False),  # improved +0.25, fixed
+        str(p[2].pk): result(8, 8, True),  # regressed -0.75, broken
+        str(p[3].pk): result(6, 8, True),  # unchanged, both right
+        str(p[4].pk): result(0, 8, False),  # improved +0.125, both wrong
         str(p[5].pk): result(4, 8, True),  # only in A
+        # 1/16 → 2/16: solved more often, yet the vote turns wrong (a wrong answer repeated in B): improved by
+        # rate, broken by vote. It must never be listed under a heading that contradicts its + sign.
+        str(p[7].pk): result(1, 16, True),
     }
     per_b = {
         str(p[0].pk): result(7, 8, True),
@@ -177,54 +212,88 @@ def pair(lineage, dataset):
         str(p[3].pk): result(6, 8, True),
         str(p[4].pk): result(1, 8, False),
         str(p[6].pk): result(8, 8, True),  # only in B
+        str(p[7].pk): result(2, 16, False),
     }
-    a = evaluate(lineage["cold"], dataset, {"prompts": 6, "pass@1": 0.4, "pass@8": 0.7, "cons@8": 0.5}, per_a)
-    b = evaluate(lineage["rl"], dataset, {"prompts": 6, "pass@1": 0.55, "pass@8": 0.8, "cons@8": 0.5}, per_b)
-    return a, b, p
+    return (scored(lineage["cold"], dataset, None, per_prompt=per_a),
+            scored(lineage["rl"], dataset, None, per_prompt=per_b), p)
 
 
 def compare(client, a, b):
     return client.get(reverse("evaluation_compare"), {"a": a, "b": b})
 
 
-def test_compare_groups_prompts_into_fixed_broken_both_and_only(admin_client, pair):
+def table_of(html: str, key: str) -> str:
+    start = html.index(f'class="prompt-changes {key}"')
+    return html[start:html.index("</table>", start)]
+
+
+def test_compare_lists_prompts_by_their_change_and_counts_the_majority_vote_apart(admin_client, pair):
     a, b, p = pair
     response = compare(admin_client, a.pk, b.pk)
     assert response.status_code == 200
     prompts = response.context["prompts"]
-    assert prompts.counts == [("fixed", 2), ("broken", 1), ("both right", 1), ("both wrong", 1),
-                              ("only in A", 1), ("only in B", 1)]
-    assert [(c.prompt_id, c.correct_a, c.n_a, c.correct_b, c.n_b) for c in prompts.fixed] == [
-        (p[0].pk, 1, 8, 7, 8), (p[1].pk, 3, 8, 5, 8)]  # biggest change first
-    assert [(c.prompt_id, c.change) for c in prompts.broken] == [(p[2].pk, -0.75)]
-    assert prompts.fixed[1].question == "question 1" and prompts.fixed[1].reference_answer == "1"
+    assert prompts.counts == [("improved", 4), ("regressed", 1), ("unchanged", 1), ("only in A", 1),
+                              ("only in B", 1)]
+    assert prompts.majority == [("fixed", 2), ("broken", 2), ("both right", 1), ("both wrong", 1)]
+    assert [(c.prompt_id, c.correct_a, c.n_a, c.correct_b, c.n_b) for c in prompts.improved] == [
+        (p[0].pk, 1, 8, 7, 8), (p[1].pk, 3, 8, 5, 8), (p[4].pk, 0, 8, 1, 8), (p[7].pk, 1, 16, 2, 16)]
+    assert [(c.prompt_id, c.change) for c in prompts.regressed] == [(p[2].pk, -0.75)]
+    assert all(c.change > 0 for c in prompts.improved) and all(c.change < 0 for c in prompts.regressed)
+    assert prompts.improved[1].question == "question 1" and prompts.improved[1].reference_answer == "1"
 
     html = response.content.decode()
     for group, count in prompts.counts:
         assert f'data-group="{group}">{count}</td>' in html
-    fixed_table = html[html.index('class="prompt-changes fixed"'):html.index('class="prompt-changes broken"')]
-    broken_table = html[html.index('class="prompt-changes broken"'):]
-    assert fixed_table.index(f'data-prompt="{p[0].pk}"') < fixed_table.index(f'data-prompt="{p[1].pk}"')
-    assert f'data-prompt="{p[2].pk}"' in broken_table and f'data-prompt="{p[2].pk}"' not in fixed_table
-    for unlisted in (p[3], p[4], p[5], p[6]):  # both right, both wrong and one-sided prompts are only counted
+    for group, count in prompts.majority:
+        assert f'data-majority="{group}">{count}</td>' in html
+    improved, regressed = table_of(html, "improved"), table_of(html, "regressed")
+    assert improved.index(f'data-prompt="{p[0].pk}"') < improved.index(f'data-prompt="{p[1].pk}"')
+    assert f'data-prompt="{p[2].pk}"' in regressed and f'data-prompt="{p[2].pk}"' not in improved
+    for unlisted in (p[3], p[5], p[6]):  # unchanged and one-sided prompts are only counted
         assert f'data-prompt="{unlisted.pk}"' not in html
-    assert "1/8" in fixed_table and "7/8" in fixed_table and "+0.75" in fixed_table
-    assert "8/8" in broken_table and "2/8" in broken_table and "-0.75" in broken_table
-    assert f'href="{reverse("rollout_list")}?prompt={p[0].pk}"' in fixed_table
+    # k/n in A and B, the change signed and coloured by its sign, the vote beside it.
+    the_1_in_16 = improved[improved.index(f'data-prompt="{p[7].pk}"'):]
+    assert '"num counts">1/16 → 2/16</td>' in the_1_in_16
+    assert '<td class="num change better">+0.063</td>' in the_1_in_16
+    assert '<td class="majority">✓ → ✗</td>' in the_1_in_16
+    assert '"num counts">1/8 → 7/8</td>' in improved and '<td class="num change better">+0.750</td>' in improved
+    assert '"num counts">8/8 → 2/8</td>' in regressed and '<td class="num change worse">−0.750</td>' in regressed
+    assert "change worse" not in improved and "change better" not in regressed
+    assert f'href="{reverse("rollout_list")}?prompt={p[0].pk}"' in improved
     # The question is cut to 200 characters; the reference answer is shown.
     assert p[0].question[:199] + "…" in html and p[0].question not in html and ">42</td>" in html
 
 
-def test_compare_shows_both_metrics_with_the_difference(admin_client, pair):
-    a, b, _ = pair
+def test_compare_shows_the_metrics_with_intervals_and_colours_only_a_significant_difference(admin_client, pair):
+    a, b, p = pair
     response = compare(admin_client, a.pk, b.pk)
-    assert [m.name for m in response.context["metrics"]] == ["prompts", "pass@1", "pass@8", "cons@8"]
-    rows = {m.name: (m.a, m.b, m.difference) for m in response.context["metrics"]}
-    assert rows["pass@1"][:2] == (0.4, 0.55) and rows["pass@1"][2] == pytest.approx(0.15)
-    assert rows["cons@8"] == (0.5, 0.5, 0.0) and rows["prompts"] == (6, 6, 0)
+    assert [m.name for m in response.context["metrics"]] == ["prompts", "pass@1", "cons@8"]
+    rows = {m.name: m for m in response.context["metrics"]}
+    pass1 = rows["pass@1"]
+    # The paired difference is over the 6 prompts both have: +0.75, +0.25, −0.75, 0, +0.125, +0.0625.
+    assert pass1.interval_difference.n == 6
+    assert pass1.interval_difference.mean == pytest.approx((0.75 + 0.25 - 0.75 + 0 + 0.125 + 0.0625) / 6)
+    assert pass1.interval_difference.low < 0 < pass1.interval_difference.high and pass1.tone == ""
+    assert rows["prompts"].difference_text == "0" and rows["prompts"].tone == ""
     html = response.content.decode()
-    assert "+0.150" in html and "tiny-cold vs tiny-rl on gsm-mini" in html
-    assert f'href="{reverse("job_detail", args=[a.job_id])}"' in html
+    assert "tiny-cold vs tiny-rl on gsm-mini" in html and f'href="{reverse("job_detail", args=[a.job_id])}"' in html
+    pass1_row = html[html.index('data-metric="pass@1"'):html.index('data-metric="cons@8"')]
+    assert 'class="num difference"' in pass1_row and "better" not in pass1_row and "worse" not in pass1_row
+    assert "· not significant" in pass1_row and pass1_row.count("95% CI") == 3
+
+
+def test_a_significant_difference_is_green_with_a_plus_and_red_with_a_minus_the_other_way(admin_client, lineage,
+                                                                                          dataset):
+    weaker = scored(lineage["cold"], dataset, [2, 3, 2, 3, 2, 3, 2, 3, 2, 3])
+    stronger = scored(lineage["rl"], dataset, [5, 4, 4, 5, 3, 6, 4, 5, 4, 5])  # 1 to 3 more in 8 each
+    forward = {m.name: m for m in compare(admin_client, weaker.pk, stronger.pk).context["metrics"]}["pass@1"]
+    backward = {m.name: m for m in compare(admin_client, stronger.pk, weaker.pk).context["metrics"]}["pass@1"]
+    assert forward.tone == "better" and forward.difference_text == "+0.250" and forward.interval_difference.low > 0
+    assert backward.tone == "worse" and backward.difference_text == "−0.250" and backward.interval_difference.high < 0
+    assert forward.difference_ci.startswith("+") and backward.difference_ci.startswith("−")
+    html = compare(admin_client, weaker.pk, stronger.pk).content.decode()
+    assert re.search(r'<td class="num difference better">\+0\.250<span class="ci">95% CI \+0\.\d{3} to '
+                     r'\+0\.\d{3}</span></td>', html)
 
 
 def test_compare_lists_at_most_500_prompts_in_a_fixed_number_of_queries(admin_client, lineage, dataset,
@@ -232,18 +301,18 @@ def test_compare_lists_at_most_500_prompts_in_a_fixed_number_of_queries(admin_cl
     # 2,000 prompt ids that no longer exist: the lists still render, marked as deleted.
     per_a = {str(10_000 + i): result(i % 8, 8, False) for i in range(2000)}
     per_b = {str(10_000 + i): result(8, 8, i % 2 == 0) for i in range(2000)}
-    a = evaluate(lineage["cold"], dataset, {"pass@1": 0.2}, per_a)
-    b = evaluate(lineage["rl"], dataset, {"pass@1": 0.9}, per_b)
+    a = evaluate(lineage["cold"], dataset, {"pass@1": 0.4375}, per_a)  # the mean of 0/8 … 7/8
+    b = evaluate(lineage["rl"], dataset, {"pass@1": 1.0}, per_b)
     # Session, user, the two evaluations, the listed prompts' text, and the nav's permission check
     # (the user's and its groups' permissions, once per request).
     with django_assert_max_num_queries(6):
         response = compare(admin_client, a.pk, b.pk)
     prompts = response.context["prompts"]
-    assert (prompts.fixed_total, len(prompts.fixed)) == (1000, 500)
-    assert prompts.counts[3] == ("both wrong", 1000)
-    assert {c.change for c in prompts.fixed[:125]} == {1.0}  # 0/8 → 8/8 first
-    assert "The 500 biggest changes of 1000." in response.content.decode()
-    assert prompts.fixed[0].missing and "prompt deleted" in response.content.decode()
+    assert (prompts.improved_total, len(prompts.improved)) == (2000, 500)  # from at most 7/8 to 8/8
+    assert prompts.counts[2] == ("unchanged", 0) and prompts.majority[3] == ("both wrong", 1000)
+    assert {c.change for c in prompts.improved[:250]} == {1.0}  # 0/8 → 8/8 first
+    assert "The 500 biggest changes of 2000." in response.content.decode()
+    assert prompts.improved[0].missing and "prompt deleted" in response.content.decode()
 
 
 def test_compare_refuses_evaluations_of_different_benchmarks(admin_client, scores):
@@ -274,3 +343,9 @@ def test_lineage_order_survives_a_parent_cycle():
     second = ModelVersion(pk=2, name="b", parent_id=1, created_at=when)
     child = ModelVersion(pk=3, name="c", parent_id=2, created_at=when)
     assert [(m.name, depth) for m, depth in lineage_order([child, second, first])] == [("a", 0), ("b", 1), ("c", 2)]
+
+
+def test_numbers_round_half_up_and_changes_carry_their_sign():
+    assert signed(1 / 16) == "+0.063" and signed(-1 / 16) == "−0.063"  # a real minus sign
+    assert signed(0.0) == "0.000" and signed(-0.0001) == "0.000"  # what rounds to 0 has no sign
+    assert number(0.0625) == "0.063" and number(2 / 3) == "0.667" and signed(6, 0) == "+6"
