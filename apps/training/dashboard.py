@@ -24,6 +24,7 @@ from apps.jobs.models import Job
 from apps.rollouts.models import Rollout, reward_component_value
 from apps.training import health
 from apps.training.models import Evaluation, StepMetric
+from workers.evaluation import mean_interval
 from workers.rewards import shape
 
 MAX_BUCKETS = 50
@@ -259,29 +260,19 @@ def _trainer_series(xs, trainer) -> list[dict]:
 
 def _checkpoint_evaluations(job) -> dict[int, dict]:
     """{step: metrics} of the newest evaluation of each model version this job saved (its checkpoints and
-    final model), with pass@1's 95% interval over the prompts."""
+    final model), with pass@1's 95% interval over the prompts (workers.evaluation.mean_interval)."""
     found = {}
     evaluations = Evaluation.objects.filter(model_version__produced_by=job).select_related("model_version")
     for evaluation in evaluations.order_by("id"):
         metrics, k = evaluation.metrics, evaluation.k
-        rates = [p["correct"] / p["n"] for p in evaluation.per_prompt.values() if p.get("n")]
-        low, high = mean_interval(rates)
+        interval = mean_interval([p["correct"] / p["n"] for p in evaluation.per_prompt.values() if p.get("n")])
         found[evaluation.model_version.step or 0] = {
-            "eval/pass@1": metrics.get("pass@1"), "eval/pass@1 low": low, "eval/pass@1 high": high,
+            "eval/pass@1": metrics.get("pass@1"),
+            "eval/pass@1 low": interval and interval.low, "eval/pass@1 high": interval and interval.high,
             "eval/pass@k": next((v for name, v in metrics.items() if name.startswith("pass@") and name != "pass@1"),
                                 None),
             "eval/cons@k": metrics.get(f"cons@{k}")}
     return found
-
-
-def mean_interval(values: list[float], z: float = 1.96) -> tuple[float | None, float | None]:
-    """A normal-approximation interval for the mean of per-prompt rates (pass@1 is their mean: prompts
-    are the sampling unit, not the samples, which share a prompt's difficulty)."""
-    if len(values) < 2:
-        return None, None
-    mean = sum(values) / len(values)
-    spread = z * math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-    return max(0.0, mean - spread), min(1.0, mean + spread)
 
 
 EVALUATION_LABELS = {"eval/pass@1": "held-out pass@1", "eval/pass@1 low": "pass@1, 95% low",
