@@ -74,10 +74,13 @@ class TokenTrace:
     # ---- storage --------------------------------------------------------------------------
 
     def summary(self) -> dict:
-        """The per-rollout figures people filter and sort on (None where there is nothing to measure)."""
-        return {"max_entropy": _finite(np.nanmax, self.entropy),
-                "mean_logprob": _finite(np.nanmean, self.logprobs),
-                "min_logprob": _finite(np.nanmin, self.logprobs)}
+        """The per-rollout figures people filter and sort on (None where there is nothing to measure), from the
+        values as stored (float16), so a filter agrees with what the page shows."""
+        stored = self.logprobs.astype("<f2").astype(np.float32)
+        entropy = None if self.entropy is None else self.entropy.astype("<f2").astype(np.float32)
+        return {"max_entropy": _finite(np.max, entropy),
+                "mean_logprob": _finite(np.mean, stored),
+                "min_logprob": _finite(np.min, stored)}
 
     def columns(self) -> dict:
         """The RolloutTokens columns (without the rollout): compact little-endian arrays and the summary."""

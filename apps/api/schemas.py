@@ -238,6 +238,13 @@ class RolloutQuery(PageQuery):
         None, description="A metadata field the source carried (a log_extra column, ...): rollouts that have it"
     )
     meta_value: Text | None = Field(None, max_length=200, description="...whose value, as text, is this")
+    entropy_min: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="The token lens: rollouts with a token trace whose highest token entropy (nats) is ≥ this")
+    entropy_max: Annotated[float, Field(ge=0)] | None = Field(None, description="...and ≤ this")
+    mean_logprob_max: Annotated[float, Field(le=0)] | None = Field(
+        None, description="Rollouts whose mean token log-probability is ≤ this")
+    min_logprob_max: Annotated[float, Field(le=0)] | None = Field(
+        None, description="Rollouts with a token whose log-probability is ≤ this (a near-random token)")
     sort: Literal[tuple(name for name in SORTS if name != "newest")] | None = Field(
         None, description="Default newest first"
     )

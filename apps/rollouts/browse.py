@@ -5,7 +5,7 @@ Every filter is optional. Search uses the GIN full-text indexes on Postgres
 """
 
 from django import forms
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Left
 
@@ -28,10 +28,17 @@ SORTS = {
     "reward_asc": ("total_reward", False),
     "length": ("length_chars", True),
     "length_asc": ("length_chars", False),
+    # The token lens (RolloutTokens' summary columns): rollouts without a stored trace are left out.
+    "max_entropy": ("token_max_entropy", True),
+    "mean_logprob_asc": ("token_mean_logprob", False),
+    "min_logprob_asc": ("token_min_logprob", False),
 }
+TOKEN_SORT_COLUMNS = {"token_max_entropy": "tokens__max_entropy", "token_mean_logprob": "tokens__mean_logprob",
+                      "token_min_logprob": "tokens__min_logprob"}
 SORT_CHOICES = [
     ("", "newest"), ("oldest", "oldest"), ("reward", "reward, high first"), ("reward_asc", "reward, low first"),
-    ("length", "longest"), ("length_asc", "shortest"),
+    ("length", "longest"), ("length_asc", "shortest"), ("max_entropy", "max token entropy, high first"),
+    ("mean_logprob_asc", "mean token log-prob, low first"), ("min_logprob_asc", "lowest-probability token first"),
 ]
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 # The source's own label (source_correct) against our scorer's verdict (is_correct): where they part is
@@ -68,12 +75,19 @@ class RolloutFilterForm(forms.Form):
     meta_key = forms.RegexField(r"^[A-Za-z0-9_.\-]{1,64}$", required=False, label="Metadata key",
                                 help_text="a field the source carried, e.g. a log_extra column")
     meta_value = forms.CharField(required=False, max_length=200, label="Metadata value")
+    entropy_min = forms.FloatField(required=False, min_value=0, label="Max token entropy ≥",
+                                   help_text="nats; rollouts with a token trace (the token lens)")
+    entropy_max = forms.FloatField(required=False, min_value=0, label="Max token entropy ≤")
+    mean_logprob_max = forms.FloatField(required=False, max_value=0, label="Mean token log-prob ≤")
+    min_logprob_max = forms.FloatField(required=False, max_value=0, label="Lowest token log-prob ≤",
+                                       help_text="finds the rollouts with a near-random token")
     sort = forms.ChoiceField(choices=SORT_CHOICES, required=False)
 
     def clean(self):
         data = super().clean()
         for low, high in (("step_min", "step_max"), ("reward_min", "reward_max"),
-                          ("component_min", "component_max"), ("length_min", "length_max")):
+                          ("component_min", "component_max"), ("length_min", "length_max"),
+                          ("entropy_min", "entropy_max")):
             if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
                 self.add_error(high, f"must be at least {low.replace('_', ' ')} ({data[low]})")
         if data.get("meta_value") and not data.get("meta_key"):
@@ -84,11 +98,19 @@ class RolloutFilterForm(forms.Form):
             self.add_error("component", "name the reward component the range applies to")
         return data
 
+    @property
+    def token_sort(self) -> str | None:
+        """What a token-lens sort orders by, in words (the list shows it in a column), or None."""
+        field = SORTS[self.cleaned_data.get("sort") or "newest"][0] if self.is_valid() else None
+        return {"token_max_entropy": "max entropy", "token_mean_logprob": "mean log-prob",
+                "token_min_logprob": "lowest log-prob"}.get(field)
+
     def is_filtered(self) -> bool:
         return any(value not in (None, "") for name, value in self.cleaned_data.items() if name != "sort")
 
     def rollouts(self):
-        """The filtered queryset (unordered: the page applies the sort)."""
+        """The filtered queryset (unordered: the page applies the sort), annotated with a token-lens sort's
+        field (token_max_entropy, ...) when that is the sort."""
         data = self.cleaned_data
         rollouts = Rollout.objects.all()
         exact = {"job_id": data["job"], "prompt_id": data["prompt"], "model_version": data["model"],
@@ -114,6 +136,19 @@ class RolloutFilterForm(forms.Form):
             value = KeyTextTransform(data["meta_key"], "metadata")  # the key is data, never a lookup path
             rollouts = rollouts.alias(meta=value).filter(
                 **({"meta": data["meta_value"]} if data["meta_value"] else {"meta__isnull": False}))
+        token_filters = {"tokens__max_entropy__gte": data["entropy_min"],
+                         "tokens__max_entropy__lte": data["entropy_max"],
+                         "tokens__mean_logprob__lte": data["mean_logprob_max"],
+                         "tokens__min_logprob__lte": data["min_logprob_max"]}
+        token_filters = {name: value for name, value in token_filters.items() if value is not None}
+        if token_filters:
+            rollouts = rollouts.filter(**token_filters)
+        sort_field = SORTS[data["sort"] or "newest"][0]
+        if (token_filters or sort_field in TOKEN_SORT_COLUMNS) and data["job"]:
+            # The traces' own job column too: Postgres can walk their (job, summary) indexes.
+            rollouts = rollouts.filter(tokens__job_id=data["job"])
+        if sort_field in TOKEN_SORT_COLUMNS:  # every caller sorts by the field's name (the page, the API, queues)
+            rollouts = rollouts.annotate(**{sort_field: F(TOKEN_SORT_COLUMNS[sort_field])})
         if data["q"].strip():
             rollouts = _search(rollouts, data["q"].strip())
         return rollouts
@@ -125,6 +160,8 @@ class RolloutFilterForm(forms.Form):
             question_start=Left("prompt__question", 200), answer_start=Left("answer", 120),
             completion_start=Left("completion", 300),
         )
+        if field in TOKEN_SORT_COLUMNS:
+            rollouts = rollouts.annotate(token_value=F(field))
         return keyset_page(rollouts, after, per_page, field=field, descending=descending)
 
 

@@ -12,10 +12,10 @@ from apps.core.uploads import discard_upload, save_upload
 from apps.datasets.models import Dataset
 from apps.jobs import launching
 from apps.jobs.models import Job
-from apps.rollouts import groups
+from apps.rollouts import groups, tokens
 from apps.rollouts.browse import RolloutFilterForm
 from apps.rollouts.ingest import IngestFileError, IngestUploadForm, detect_ingest_format, preview_source
-from apps.rollouts.models import Rollout
+from apps.rollouts.models import Rollout, RolloutTokens
 from apps.rollouts.rendering import render_markdown, shown_text
 from workers.rewards.shape import flag_labels
 
@@ -74,8 +74,14 @@ def rollout_detail(request, pk):
         "flags": flag_labels(rollout.shape_flags),
         "others": others,
         "annotations": annotations,
+        "lens": _lens(rollout.pk),
     }
     return render(request, "rollouts/detail.html", context)
+
+
+def _lens(rollout_id: int):
+    stored = RolloutTokens.objects.filter(rollout_id=rollout_id).first()
+    return tokens.lens(stored) if stored else None
 
 
 @permission_required("rollouts.view_rollout", raise_exception=True)
@@ -96,7 +102,8 @@ def rollout_group(request, pk):
         member.shown_answer = render_markdown(member.answer)
         member.shown_completion = shown_text(member.completion)[0][:3000]
         member.component_list = _components(member.rewards)
-    return render(request, "rollouts/group.html", {"rollout": rollout, "members": members})
+    alignment = tokens.aligned_group(members)
+    return render(request, "rollouts/group.html", {"rollout": rollout, "members": members, "alignment": alignment})
 
 
 @permission_required("rollouts.view_rollout", raise_exception=True)
