@@ -3,6 +3,7 @@
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,3 +55,13 @@ def machine() -> dict:
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
     return {"nproc": nproc, "cpu": cpu, "postgres": pg, "pg_settings": settings,
             "python": platform.python_version()}
+
+
+def print_machine() -> None:
+    """The date, machine, Postgres and its settings, and the load: the header every benchmark prints."""
+    info = machine()
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"machine: nproc={info['nproc']}, cpu={info['cpu']}, python {info['python']}")
+    print(f"postgres: {info['postgres']}")
+    print("postgres settings: " + ", ".join(f"{k}={v}" for k, v in info["pg_settings"].items()))
+    print("load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_db import DEFAULT_URL, machine, setup_django  # noqa: E402
+from bench_db import DEFAULT_URL, print_machine, setup_django  # noqa: E402
 
 BENCH_DB = "r1bench"
 N_PROMPTS = 1000
@@ -212,12 +212,7 @@ def main() -> None:
 
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     setup_django(url)
-    info = machine()
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"machine: nproc={info['nproc']}, cpu={info['cpu']}, python {info['python']}")
-    print(f"postgres: {info['postgres']}")
-    print("postgres settings: " + ", ".join(f"{k}={v}" for k, v in info["pg_settings"].items()))
-    print(f"load average at start: {loadavg()}", flush=True)
+    print_machine()
 
     job, prompt_ids = prepare(urlsplit(url).path.lstrip("/"))
     runs = [("bulk_insert", args.rows)]

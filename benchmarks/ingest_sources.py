@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_db import DEFAULT_URL, machine, setup_django  # noqa: E402
+from bench_db import DEFAULT_URL, print_machine, setup_django  # noqa: E402
 from ingest import loadavg, text_of  # noqa: E402
 
 N_PROMPTS = 2000
@@ -124,10 +124,7 @@ def main() -> None:
 
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     setup_django(url)
-    info = machine()
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"machine: nproc={info['nproc']}, cpu={info['cpu']}, python {info['python']}")
-    print(f"postgres: {info['postgres']}")
+    print_machine()
     folder = Path(tempfile.mkdtemp(prefix="ingest-sources-"))
     try:
         start = time.perf_counter()
