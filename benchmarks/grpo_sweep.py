@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heldout", type=int, default=200)
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--task", default="one-step", help="The GRPO and held-out problems: one-step or small-sums")
+    parser.add_argument("--train-prompts", type=int, default=3000)
     parser.add_argument("--from-model", default="", help="The format-SFT model version of an earlier run: skip the SFT")
     args = parser.parse_args()
     os.environ.setdefault("R1_STORAGE_ROOT", tempfile.mkdtemp(prefix="grpo-sweep-"))
@@ -61,8 +63,8 @@ def main() -> None:
     from apps.training.miniature import MiniatureConfig, _base_model, _datasets, tiny_model_preset
     from apps.training.models import Evaluation, StepMetric
 
-    config = MiniatureConfig(sft_steps=args.sft_steps, seed=args.seed, heldout=args.heldout,
-                             name=f"sweep-{int(time.time())}")
+    config = MiniatureConfig(sft_steps=args.sft_steps, seed=args.seed, heldout=args.heldout, task=args.task,
+                             train_prompts=args.train_prompts, name=f"sweep-{int(time.time())}")
     base = _base_model(settings.STORAGE_ROOT / "models", config)
     format_version, train, heldout = _datasets(config)
 

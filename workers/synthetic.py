@@ -42,6 +42,27 @@ def arithmetic_dataset(n: int, seed: int = 0, steps: tuple[int, int] = (1, 3)) -
     return _distinct(arithmetic_problem, n, seed, steps)
 
 
+def small_sum_problem(rng: random.Random, largest: int = 9) -> dict:
+    """A one-step problem over single digits, worded as `arithmetic_problem` words them: "Ana has 3
+    apples. Then Ana gets 4 more. How many apples does Ana have now?" (answer 7)."""
+    names = ["Ana", "Ben", "Chen", "Dara", "Eli", "Farah", "Goro", "Hana"]
+    items = ["apples", "marbles", "coins", "books", "stamps", "shells"]
+    name, item = rng.choice(names), rng.choice(items)
+    start, more = rng.randint(1, largest), rng.randint(1, largest)
+    question = f"{name} has {start} {item}. Then {name} gets {more} more. How many {item} does {name} have now?"
+    return {"question": question, "answer": str(start + more), "domain": "math", "language": "en"}
+
+
+SMALL_SUMS = 8 * 6 * 81  # names × items × (start, more)
+
+
+def small_sums_dataset(n: int, seed: int = 0) -> list[dict]:
+    """`n` distinct single-digit sums (at most SMALL_SUMS exist)."""
+    if n > SMALL_SUMS:
+        raise ValueError(f"only {SMALL_SUMS} distinct single-digit sums exist, not {n}")
+    return _distinct(lambda rng, _size: small_sum_problem(rng), n, seed, (1, 1))
+
+
 def arithmetic_work(question: str) -> list[str]:
     """The worked steps of an `arithmetic_problem` question, recomputed from its text.
 

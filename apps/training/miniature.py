@@ -2,17 +2,18 @@
 held-out pass@1 before and after, each step a real job on the worker.
 
 1. A randomly initialised tiny Qwen3 (workers.generation.tiny) is the base.
-2. SFT job: worked answers in the R1-Zero format (`<think> 12 + 5 = 17 </think> <answer> 17 </answer>`).
-3. Evaluation job on held-out problems: pass@1 before.
-4. GRPO job on other problems with the r1-zero-math recipe (accuracy + format), every completion stored.
-5. Evaluation jobs on the same held-out problems: pass@1 after.
+2. SFT job: 300 steps of worked answers to one- to three-step word problems in the R1-Zero format
+   (`<think> 12 + 5 = 17 </think> <answer> 17 </answer>`): it teaches the format, and leaves the
+   model right on only a few percent of single-digit sums.
+3. Evaluation jobs on 200 held-out single-digit sums: pass@1 before, at temperature 0.6 (top-p
+   0.95, the R1 report's setting) and at 1.0 (GRPO's sampling temperature).
+4. GRPO job on other single-digit sums with r1-zero-math (accuracy + format), LR 3e-4 with 10
+   warmup steps and a linear decay, every completion stored: RL teaches the sums SFT did not.
+5. The same evaluations again: pass@1 after.
 
-pass@1 is measured at the temperature GRPO samples at (1.0) and at the report's evaluation
-temperature (0.6); benchmarks/RESULTS.md has both, and what each shows.
-
-The task is one-step arithmetic word problems ("Ana has 12 apples. Then Ana gets 5 more. ..."):
-the short SFT leaves the model able to solve some of them some of the time, which is what GRPO
-needs to have something to reinforce (from a model that never answers right, every reward is 0).
+benchmarks/grpo_sweep.py chose the task and the optimiser (benchmarks/RESULTS.md): on one-step
+problems over numbers up to 40, 100 GRPO steps at LR 1e-4 or 3e-4 left held-out pass@1 at 0.6
+where it was, and a constant LR of 1e-3 collapsed the model.
 """
 
 import time
@@ -29,22 +30,27 @@ from apps.rollouts.models import RewardRecipe
 from apps.training.forms import CPU_PRESETS
 from apps.training.models import Evaluation, StepMetric
 from workers.generation.tiny import build_tiny_model, worked_completion
-from workers.synthetic import arithmetic_dataset
+from workers.synthetic import arithmetic_dataset, small_sums_dataset
 
 ONE_STEP = (1, 1)
+TASKS = {
+    "one-step": lambda n, seed: arithmetic_dataset(n, seed=seed, steps=ONE_STEP),
+    "small-sums": small_sums_dataset,  # single-digit sums: the tiny model's format SFT leaves them mostly wrong
+}
 
 
 @dataclass
 class MiniatureConfig:
-    sft_steps: int = 900
-    grpo_steps: int = 300
+    sft_steps: int = 300
+    grpo_steps: int = 200
     heldout: int = 200
-    train_prompts: int = 4000
+    train_prompts: int = 3000
     eval_samples: int = 4  # pass@1 is the mean over these samples per prompt
     # GRPO samples at temperature 1 (as the report's RL does); the report evaluates at 0.6.
     eval_temperatures: tuple = (1.0, 0.6)
     seed: int = 0
     name: str = "miniature"
+    task: str = "small-sums"  # the GRPO and held-out problems (TASKS); the format SFT is always the 1–3-step mix
 
 
 def run_miniature(storage_dir, config: MiniatureConfig | None = None, user=None, log=print,
@@ -98,8 +104,8 @@ def run_miniature(storage_dir, config: MiniatureConfig | None = None, user=None,
 
 
 def tiny_model_preset(kind: str) -> dict:
-    """The launch form's CPU preset for the tiny model (a linearly decaying GRPO LR: at a constant
-    1e-3 its accuracy collapsed, benchmarks/RESULTS.md), but where it runs is the worker's default."""
+    """The launch form's CPU preset for the tiny model (benchmarks/RESULTS.md), but where it runs is the
+    worker's default."""
     return {k: v for k, v in CPU_PRESETS[kind].items() if k != "accelerate_config"}
 
 
@@ -136,9 +142,10 @@ def _base_model(storage_dir, config: MiniatureConfig) -> ModelVersion:
 
 def _datasets(config: MiniatureConfig):
     """Format examples (frozen), GRPO prompts and held-out prompts: three disjoint sets of problems."""
-    heldout_problems = arithmetic_dataset(config.heldout, seed=10_000 + config.seed, steps=ONE_STEP)
+    problems = TASKS[config.task]
+    heldout_problems = problems(config.heldout, seed=10_000 + config.seed)
     seen = {p["question"] for p in heldout_problems}
-    train_problems = [p for p in arithmetic_dataset(config.train_prompts, seed=20_000 + config.seed, steps=ONE_STEP)
+    train_problems = [p for p in problems(config.train_prompts, seed=20_000 + config.seed)
                       if p["question"] not in seen]
     seen |= {p["question"] for p in train_problems}
     # Worked answers for the format SFT, over the mix of one- to three-step problems.

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.training.miniature import MiniatureConfig, run_miniature
+from apps.training.miniature import TASKS, MiniatureConfig, run_miniature
 
 
 class Command(BaseCommand):
@@ -15,11 +15,13 @@ class Command(BaseCommand):
         parser.add_argument("--grpo-steps", type=int, default=defaults.grpo_steps)
         parser.add_argument("--heldout", type=int, default=defaults.heldout)
         parser.add_argument("--seed", type=int, default=defaults.seed)
+        parser.add_argument("--task", default=defaults.task, choices=sorted(TASKS),
+                            help="The GRPO and held-out problems")
         parser.add_argument("--name", default=defaults.name, help="Prefix of the datasets and models it creates")
 
     def handle(self, *args, **opts):
         config = MiniatureConfig(sft_steps=opts["sft_steps"], grpo_steps=opts["grpo_steps"],
-                                 heldout=opts["heldout"], seed=opts["seed"], name=opts["name"])
+                                 heldout=opts["heldout"], seed=opts["seed"], name=opts["name"], task=opts["task"])
         result = run_miniature(settings.STORAGE_ROOT / "models", config, log=self.stdout.write)
         self.stdout.write(f"\nR1-Zero in miniature ({result['minutes']} min, jobs {result['jobs']}):")
         self.stdout.write("  held-out pass@1   temperature   before GRPO   after GRPO   ratio")
