@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_TOP_K = 5
+SUMMARY = ("max_entropy", "mean_entropy", "mean_logprob", "min_logprob")
 ENTROPY_KINDS = ("sampling", "tempered", "top_k", "source", "")
 _PIECES_HEADER = struct.Struct("<I")
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")  # sentencepiece's byte fallback
@@ -78,7 +79,7 @@ class TokenTrace:
         values as stored (float16), so a filter agrees with what the page shows."""
         stored = self.logprobs.astype("<f2").astype(np.float32)
         entropy = None if self.entropy is None else self.entropy.astype("<f2").astype(np.float32)
-        return {"max_entropy": _finite(np.max, entropy),
+        return {"max_entropy": _finite(np.max, entropy), "mean_entropy": _finite(np.mean, entropy),
                 "mean_logprob": _finite(np.mean, stored),
                 "min_logprob": _finite(np.min, stored)}
 
@@ -123,7 +124,7 @@ class TokenTrace:
     def to_json(self) -> dict:
         columns = self.columns()
         return {name: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
-                for name, value in columns.items() if name not in ("max_entropy", "mean_logprob", "min_logprob")}
+                for name, value in columns.items() if name not in SUMMARY}
 
     @classmethod
     def from_json(cls, data: dict) -> "TokenTrace":

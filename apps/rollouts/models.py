@@ -136,6 +136,7 @@ class RolloutTokens(models.Model):
     entropy_kind = models.CharField(max_length=16, blank=True,
                                     help_text="sampling, tempered, top_k or source (workers/tokens.py)")
     max_entropy = models.FloatField(null=True, blank=True)
+    mean_entropy = models.FloatField(null=True, blank=True, help_text="for the run dashboard's per-step distribution")
     mean_logprob = models.FloatField(null=True, blank=True)
     min_logprob = models.FloatField(null=True, blank=True, help_text="the lowest-probability token's log-probability")
 

@@ -9,11 +9,14 @@ primary key is the rollout).
 Reading: `lens()` draws a trace as HTML built here in one pass (a template loop over 10,000
 tokens took far longer): one span per token, every text escaped, whitespace and undecodable
 bytes made visible, each span carrying its entropy and probability shade as classes (the page
-switches between them with CSS alone) and its values and top alternatives in its title.
+switches between them with CSS alone). What a hover shows (the values, the top alternatives)
+goes beside the spans as one JSON document that static/js/tokens.js turns into a span's title
+when the pointer reaches it: a title on every span was most of the page's time and size.
 `aligned_group()` lines a GRPO group's samples up at the first token where they part.
 """
 
 import html
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,8 +125,17 @@ class UnsureToken:
 
 
 @dataclass
-class Lens:
+class Drawing:
+    """A stretch of tokens as HTML spans, and what a hover tells of each (for static/js/tokens.js): the
+    values go as one JSON document rather than a title per span, which was most of the page's time and size."""
+
     html: SafeString
+    data: dict
+
+
+@dataclass
+class Lens:
+    drawing: Drawing
     n_tokens: int
     drawn: int
     has_entropy: bool
@@ -135,60 +147,63 @@ class Lens:
     min_logprob: float | None
 
 
-def lens(stored: RolloutTokens, limit: int = MAX_DRAWN, start: int = 0) -> Lens:
+def lens(stored: RolloutTokens, limit: int = MAX_DRAWN) -> Lens:
     trace = stored.trace()
     n = len(trace)
     unsure = _most_unsure(trace)
-    anchors = {u.index for u in unsure}
-    return Lens(html=draw(trace, start, min(n, start + limit), anchors), n_tokens=n,
-                drawn=min(n, start + limit) - start, has_entropy=trace.entropy is not None, top_k=trace.top_k,
+    return Lens(drawing=draw(trace, 0, min(n, limit), {u.index for u in unsure}), n_tokens=n, drawn=min(n, limit),
+                has_entropy=trace.entropy is not None, top_k=trace.top_k,
                 entropy_note=ENTROPY_KIND_NOTES.get(trace.entropy_kind, ""), unsure=unsure,
                 max_entropy=stored.max_entropy, mean_logprob=stored.mean_logprob, min_logprob=stored.min_logprob)
 
 
+def _json_numbers(values: np.ndarray, decimals: int) -> list:
+    """Rounded numbers for JSON; null where a value is not finite (JSON has no NaN or infinity)."""
+    rounded = np.round(values.astype(np.float64), decimals)
+    return rounded.tolist() if np.isfinite(rounded).all() else _nulls(rounded.tolist())
+
+
+def _nulls(value):
+    if isinstance(value, list):
+        return [_nulls(v) for v in value]
+    return value if math.isfinite(value) else None
+
+
 def draw(trace: TokenTrace, start: int, end: int, anchors: set[int] = frozenset(), id_prefix: str = "t",
-         fork: int | None = None) -> SafeString:
-    """Spans for tokens start..end-1: class e<entropy bucket> p<probability bucket>, the values in the title;
-    the tokens in `anchors` get an id (for links), the `fork` token the class "fork"."""
+         fork: int | None = None) -> Drawing:
+    """Spans for tokens start..end-1, classed e<entropy bucket> p<probability bucket> (the tokens in `anchors`
+    get an id, for links; the `fork` token the class "fork"), and their values for the hover."""
     pieces = trace.pieces
-    ids = trace.ids.tolist()
-    logprobs = trace.logprobs.tolist()
-    entropy = trace.entropy.tolist() if trace.entropy is not None else None
-    e_bucket = _buckets(trace.entropy, ENTROPY_EDGES)
+    ids = trace.ids[start:end].tolist()
+    e_bucket = _buckets(trace.entropy[start:end], ENTROPY_EDGES) if trace.entropy is not None else None
     with np.errstate(over="ignore"):
-        p_bucket = 9 - _buckets(np.exp(trace.logprobs.astype(np.float64)), PROBABILITY_EDGES)
-    e_bucket = e_bucket.tolist() if e_bucket is not None else None
-    p_bucket = p_bucket.tolist()
-    top_ids = trace.top_ids.tolist() if trace.top_ids is not None else None
-    top_lps = trace.top_logprobs.tolist() if trace.top_logprobs is not None else None
+        p_bucket = 9 - _buckets(np.exp(trace.logprobs[start:end].astype(np.float64)), PROBABILITY_EDGES)
+    classes = [f"t p{p}" for p in p_bucket.tolist()]
+    if e_bucket is not None:
+        classes = [f"{c} e{e}" for c, e in zip(classes, e_bucket.tolist())]
+    shown: dict[int, str] = {}  # token id → its escaped text: a completion repeats its tokens
     escape = html.escape
-    label_cache: dict[int, str] = {}
-
-    def label(token_id: int) -> str:
-        found = label_cache.get(token_id)
-        if found is None:
-            found = label_cache[token_id] = piece_label(_piece(pieces, token_id))
-        return found
-
     out = []
-    for i in range(start, end):
-        token_id, lp = ids[i], logprobs[i]
-        title = [f"#{i} {label(token_id)}  log-prob {lp:.3f} (p {_probability(lp)})"]
-        if entropy is not None:
-            title.append(f"entropy {entropy[i]:.3f}")
-        if top_ids is not None:
-            title.append("top: " + ", ".join(f"{label(t)} {v:.2f}" for t, v in zip(top_ids[i], top_lps[i]) if t >= 0))
-        classes = f"t p{p_bucket[i]}" + (f" e{e_bucket[i]}" if e_bucket is not None else "") + \
-            (" fork" if i == fork else "")
-        anchor = f' id="{id_prefix}{i}"' if i in anchors else ""
-        out.append(f'<span class="{classes}"{anchor} title="{escape(chr(10).join(title))}">'
-                   f"{escape(shown_piece(_piece(pieces, token_id)))}</span>")
-    return mark_safe("".join(out))  # every piece of text above went through html.escape
-
-
-def _probability(logprob: float) -> str:
-    p = float(np.exp(logprob)) if logprob == logprob else float("nan")
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+    for offset, token_id in enumerate(ids):
+        text = shown.get(token_id)
+        if text is None:
+            text = shown[token_id] = escape(shown_piece(_piece(pieces, token_id)))
+        i = start + offset
+        if i in anchors or i == fork:
+            extra = f' id="{id_prefix}{i}"' if i in anchors else ""
+            out.append(f'<span class="{classes[offset]}{" fork" if i == fork else ""}"{extra}>{text}</span>')
+        else:
+            out.append(f'<span class="{classes[offset]}">{text}</span>')
+    named = set(ids)
+    data = {"start": start, "ids": ids, "lp": _json_numbers(trace.logprobs[start:end], 3),
+            "e": _json_numbers(trace.entropy[start:end], 3) if trace.entropy is not None else None}
+    if trace.top_ids is not None:
+        top_ids = trace.top_ids[start:end]
+        data["top"] = top_ids.tolist()
+        data["tlp"] = _json_numbers(trace.top_logprobs[start:end], 2)
+        named |= set(np.unique(top_ids).tolist()) - {-1}
+    data["labels"] = {token_id: piece_label(_piece(pieces, token_id)) for token_id in named}
+    return Drawing(html=mark_safe("".join(out)), data=data)  # every text above went through html.escape
 
 
 def _most_unsure(trace: TokenTrace, count: int = TOP_UNSURE) -> list[UnsureToken]:
@@ -235,12 +250,12 @@ def first_divergence(traces: list[TokenTrace]) -> int:
 class Alignment:
     fork: int  # the first token index at which the samples are not all the same
     start: int  # where each sample's drawing starts (a few tokens before the fork)
-    shared_html: SafeString  # the tokens before `start`, which every traced sample shares
+    shared: Drawing  # the tokens before `start`, which every traced sample shares
 
 
 def aligned_group(members: list[Rollout], context: int = CONTEXT_TOKENS, limit: int = 3000) -> Alignment | None:
-    """Give each member with a stored trace `aligned_html` (its tokens from a little before the first divergence,
-    the diverging token marked) and `aligned_cut`; None when fewer than two members have traces."""
+    """Give each member with a stored trace `aligned` (a Drawing of its tokens from a little before the first
+    divergence, the diverging token marked) and `aligned_cut`; None when fewer than two members have traces."""
     traces = traces_of(members)
     traced = [m for m in members if m.pk in traces]
     if len(traced) < 2:
@@ -249,7 +264,53 @@ def aligned_group(members: list[Rollout], context: int = CONTEXT_TOKENS, limit: 
     start = max(0, fork - context)
     for member in traced:
         trace = traces[member.pk]
-        member.aligned_html = draw(trace, start, min(len(trace), start + limit), set(), f"m{member.pk}-", fork=fork)
+        member.aligned = draw(trace, start, min(len(trace), start + limit), set(), f"m{member.pk}-", fork=fork)
+        member.trace_id = f"trace-{member.pk}"
         member.aligned_cut = len(trace) > start + limit
     shared = traces[traced[0].pk]
-    return Alignment(fork=fork, start=start, shared_html=draw(shared, max(0, start - limit), start))
+    return Alignment(fork=fork, start=start, shared=draw(shared, max(0, start - limit), start))
+
+
+# ---- the run dashboard: per-rollout entropy, step by step ------------------------------------------------
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def entropy_by_step(job_id: int) -> dict:
+    """Per step of a run, the distribution over its rollouts of their mean and their max token entropy (the
+    quantiles in QUANTILES, keyed p10..p90), and how many traced rollouts each step has: what the dashboard draws
+    beside TRL's own mean token entropy per step. Empty lists when the run stored no traces."""
+    from django.db import connection
+
+    names = [f"p{round(q * 100)}" for q in QUANTILES]
+    result = {"steps": [], "rollouts": [], "mean_entropy": {n: [] for n in names},
+              "max_entropy": {n: [] for n in names}}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT r.step, count(*), "
+                "percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY t.mean_entropy), "
+                "percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY t.max_entropy) "
+                "FROM rollouts_rollouttokens t JOIN rollouts_rollout r ON r.id = t.rollout_id "
+                "WHERE t.job_id = %s AND t.max_entropy IS NOT NULL GROUP BY r.step ORDER BY r.step",
+                [list(QUANTILES), list(QUANTILES), job_id])
+            rows = cursor.fetchall()
+    else:  # SQLite (the demo): the same figures in Python
+        by_step: dict[int, list] = {}
+        for step, mean, top in (RolloutTokens.objects.filter(job_id=job_id, max_entropy__isnull=False)
+                                .values_list("rollout__step", "mean_entropy", "max_entropy")):
+            by_step.setdefault(step, []).append((mean, top))
+        rows = [(step, len(values), *(_quantiles([v[k] for v in values]) for k in (0, 1)))
+                for step, values in sorted(by_step.items())]
+    for step, count, means, maxes in rows:
+        result["steps"].append(step)
+        result["rollouts"].append(count)
+        for name, mean, top in zip(names, means, maxes):
+            result["mean_entropy"][name].append(mean)
+            result["max_entropy"][name].append(top)
+    return result
+
+
+def _quantiles(values: list[float]) -> list[float]:
+    """Linear-interpolation quantiles, as Postgres' percentile_cont computes them."""
+    return [float(q) for q in np.quantile(np.asarray(values, dtype=np.float64), QUANTILES)]

@@ -62,7 +62,10 @@ def test_the_rollout_page_draws_tokens_shaded_with_hostile_ones_as_text(page, gr
     assert page.evaluate("window.pwned") is None  # the token's text was never run
     script_token = tokens.nth(len(SHARED) + 2)
     expect(script_token).to_have_text(" <script>")
-    assert "top: ␣<script> -0.02, ␣9 -1.02" in script_token.get_attribute("title")
+    script_token.hover()  # static/js/tokens.js gives the token its title from the page's JSON
+    expect(script_token).to_have_attribute("title", re.compile(
+        rf"^#{len(SHARED) + 2} ␣<script>  log-prob -0\.020 \(p 0\.980\)\n"
+        r"entropy 0\.050\ntop: ␣<script> -0\.02, ␣9 -1\.02$"))
     expect(tokens.nth(len(SHARED) + 5)).to_have_text(" \\xe4")  # half a character: its byte, not a �
     expect(tokens.nth(len(SHARED) - 1)).to_have_text(".↵\n")  # the newline shown, and kept as a line break
 

@@ -284,17 +284,23 @@ def test_the_api_lists_rollouts_by_max_entropy(traced_run, client, users):
 # ---- drawing ------------------------------------------------------------------------------------------
 
 def test_tokens_are_escaped_and_whitespace_and_broken_bytes_shown_readably():
+    from django.utils.html import json_script
+
     pieces = {0: b"<script>", 1: b"alert(1)", 2: b"</script>", 3: b"\n", 4: b" x", 5: b"\xe4", 6: b"\t\x00",
               7: '"é"'.encode()}
     trace = TokenTrace(ids=list(range(8)), logprobs=[-0.1] * 8, entropy=[0.0, 0.3, 0.6, 1.2, 2.0, 3.0, 0.0, 0.0],
-                       top_ids=[[i, 7] for i in range(8)], top_logprobs=[[-0.1, -3.0]] * 8, pieces=pieces)
-    html = str(draw(trace, 0, 8))
+                       top_ids=[[i, 7] for i in range(8)], top_logprobs=[[-0.1, -np.inf]] * 8, pieces=pieces)
+    drawing = draw(trace, 0, 8)
+    html = str(drawing.html)
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;/script&gt;" in html
     assert "↵\n" in html and "\\xe4" in html and "⇥\t␀" in html and "&quot;é&quot;" in html
     assert html.count('<span class="t ') == 8
     assert 'class="t p1 e0"' in html and 'class="t p1 e9"' in html  # p 0.905; entropy 3.0: the darkest bucket
     assert shown_piece(b" x") == " x" and piece_label(b" x") == "␣x" and piece_label(b"\n") == "↵"
-    assert 'top: &lt;script&gt; -0.10, &quot;é&quot; -3.00' in html  # the alternatives in the title, escaped
+    # The hover's data: labels as text, -inf (no such alternative) as null; in the page, no tag survives.
+    assert drawing.data["labels"][0] == "<script>" and drawing.data["tlp"][0] == [-0.1, None]
+    embedded = json_script(drawing.data, "token-data")
+    assert "<script>alert" not in embedded and "\\u003Cscript\\u003E" in embedded
 
 
 @pytest.mark.django_db
@@ -310,7 +316,7 @@ def test_the_lens_lists_the_highest_entropy_tokens_with_context(dataset):
     assert (shown.n_tokens, shown.drawn, shown.has_entropy) == (5, 5, True)
     first = shown.unsure[0]
     assert (first.index, first.label, first.before, first.after) == (3, "␣is", "So the answer", " 4")
-    assert 'id="t3"' in str(shown.html)  # the list links to the token in the drawing
+    assert 'id="t3"' in str(shown.drawing.html)  # the list links to the token in the drawing
 
 
 def test_first_divergence_compares_ids_or_the_bytes_of_server_named_tokens():
@@ -321,3 +327,25 @@ def test_first_divergence_compares_ids_or_the_bytes_of_server_named_tokens():
     c = TokenTrace(ids=[0, 1], logprobs=[0, 0], pieces={0: b"x", 1: b"y"}, vocab_ids=False)
     d = TokenTrace(ids=[1, 0], logprobs=[0, 0], pieces={1: b"x", 0: b"z"}, vocab_ids=False)
     assert first_divergence([c, d]) == 1
+
+
+@pytest.mark.django_db
+def test_entropy_by_step_gives_each_steps_distribution_over_its_rollouts(dataset):
+    from apps.rollouts.tokens import entropy_by_step
+
+    job = Job.objects.create(kind="grpo")
+    prompt = add_prompt(dataset, "What is 2 + 2?", "4")
+    per_step = {1: [[0.1, 0.3], [0.5, 0.5], [1.0, 2.0], [0.0, 0.2]], 3: [[2.0, 2.0], [0.25, 0.75]]}
+    for step, entropies in per_step.items():
+        add_rollouts(job, prompt, [f"s{step}r{i}" for i in range(len(entropies))], step=step,
+                     tokens=[trace(e) for e in entropies])
+    add_rollouts(job, prompt, ["untraced"], step=2)
+    shown = entropy_by_step(job.pk)
+    assert shown["steps"] == [1, 3] and shown["rollouts"] == [4, 2]
+    for k, entropies in enumerate(per_step.values()):
+        stored = [np.asarray(e, np.float16).astype(np.float32) for e in entropies]  # as the summary reads them
+        means, maxes = [float(np.mean(e)) for e in stored], [float(np.max(e)) for e in stored]
+        for name, q in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9)):
+            assert math.isclose(shown["mean_entropy"][name][k], float(np.quantile(means, q)), rel_tol=1e-6)
+            assert math.isclose(shown["max_entropy"][name][k], float(np.quantile(maxes, q)), rel_tol=1e-6)
+    assert entropy_by_step(Job.objects.create(kind="grpo").pk)["steps"] == []
