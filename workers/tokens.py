@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_TOP_K = 5
-SUMMARY = ("max_entropy", "mean_entropy", "mean_logprob", "min_logprob")
 ENTROPY_KINDS = ("sampling", "tempered", "top_k", "source", "")
 _PIECES_HEADER = struct.Struct("<I")
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")  # sentencepiece's byte fallback
@@ -85,6 +84,9 @@ class TokenTrace:
 
     def columns(self) -> dict:
         """The RolloutTokens columns (without the rollout): compact little-endian arrays and the summary."""
+        return self._arrays() | self.summary()
+
+    def _arrays(self) -> dict:
         return {
             "n_tokens": len(self),
             "token_ids": self.ids.astype("<i4").tobytes(),
@@ -96,7 +98,6 @@ class TokenTrace:
             "pieces": pack_pieces(self.pieces),
             "vocab_ids": self.vocab_ids,
             "entropy_kind": self.entropy_kind,
-            **self.summary(),
         }
 
     @classmethod
@@ -122,9 +123,9 @@ class TokenTrace:
     # ---- transport (the trainer's event files are JSON lines) ----------------------------------
 
     def to_json(self) -> dict:
-        columns = self.columns()
+        """The arrays as base64 text (the summary is computed again where the trace is stored)."""
         return {name: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
-                for name, value in columns.items() if name not in SUMMARY}
+                for name, value in self._arrays().items()}
 
     @classmethod
     def from_json(cls, data: dict) -> "TokenTrace":
@@ -213,7 +214,9 @@ class TokenBytes:
         return cached
 
     def pieces(self, ids) -> dict[int, bytes]:
-        return {int(i): self(int(i)) for i in np.unique(np.asarray(ids)) if i >= 0}
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        cache = self.cache
+        return {i: cache[i] if i in cache else self(i) for i in set(ids) if i >= 0}
 
     def _bytes(self, token_id: int) -> bytes:
         token = self.tokenizer.convert_ids_to_tokens(token_id)

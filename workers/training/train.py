@@ -268,12 +268,13 @@ class _PendingRows:
 def add_token_traces(rows: list[RolloutRow], output: dict, logps, entropies, places, token_bytes) -> None:
     """Each row's "tokens": its completion ids, log-probabilities and entropies (logps and entropies hold one
     padded row per place in `places`), as a JSON-ready workers.tokens.TokenTrace."""
-    completion_ids = output["completion_ids"].cpu()
+    completion_ids = output["completion_ids"].cpu().numpy()
+    logps, entropies = logps.numpy(), entropies.numpy()  # whole arrays once: a tensor slice per row costs more
     for k, place in enumerate(places):
         row = rows[place]
         n = row["completion_tokens"]
-        ids = completion_ids[place, :n].tolist()
-        trace = TokenTrace(ids=ids, logprobs=logps[k, :n].numpy(), entropy=entropies[k, :n].numpy(),
+        ids = completion_ids[place, :n]
+        trace = TokenTrace(ids=ids, logprobs=logps[k, :n], entropy=entropies[k, :n],
                            pieces=token_bytes.pieces(ids), entropy_kind="tempered")
         row["tokens"] = trace.to_json()
 
