@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
 
 from apps.core.hashing import content_hash
 from apps.core.search import search_vector
@@ -24,6 +25,9 @@ class Dataset(models.Model):
 
     def __str__(self):
         return self.name
+
+    def get_absolute_url(self):
+        return reverse("dataset_detail", args=[self.name])
 
 
 class Prompt(models.Model):
@@ -145,6 +149,9 @@ class DatasetVersion(models.Model):
     def __str__(self):
         return f"{self.dataset.name} v{self.number}"
 
+    def get_absolute_url(self):
+        return reverse("version_detail", args=[self.pk])
+
     def ordered_examples(self):
         entries = DatasetVersionExample.objects.filter(version=self).select_related("example").order_by("position")
         return (entry.example for entry in entries.iterator(chunk_size=2000))
@@ -249,6 +256,10 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return self.name
+
+    def get_absolute_url(self):
+        """The model's page: its pipeline (the R1 stages of its lineage)."""
+        return reverse("pipeline", args=[self.pk])
 
     @classmethod
     def queue_for(cls, params: dict) -> str:

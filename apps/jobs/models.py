@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.uploads import discard_upload
@@ -53,6 +54,9 @@ class Job(models.Model):
 
     def __str__(self):
         return f"#{self.pk} {self.kind} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("job_detail", args=[self.pk])
 
     @property
     def is_finished(self) -> bool:

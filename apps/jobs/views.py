@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from apps.core.pagination import keyset_page
 from apps.jobs import kinds, launching
 from apps.jobs.models import Job
+from apps.jobs.shown import launched_by, shown_params
 
 
 def launchable() -> list[tuple[str, str]]:
@@ -20,22 +21,36 @@ def launchable() -> list[tuple[str, str]]:
 @permission_required("jobs.view_job", raise_exception=True)
 def job_list(request):
     jobs = Job.objects.select_related("created_by")
-    status = request.GET.get("status", "")
+    status, kind = request.GET.get("status", ""), request.GET.get("kind", "")
     if status:
         jobs = jobs.filter(status=status)
+    if kind:
+        jobs = jobs.filter(kind=kind)  # the (kind, -id) index
     try:
         page = keyset_page(jobs, request.GET.get("after"))
     except ValueError as exc:
         return render(request, "error.html", {"message": str(exc)}, status=400)
-    context = {"page": page, "status": status, "statuses": Job.Status.choices, "launchable": launchable()}
+    _with_launcher(page.items)
+    context = {"page": page, "status": status, "statuses": Job.Status.choices, "launchable": launchable(),
+               "kind": kind, "kinds": sorted((name, spec.label) for name, spec in kinds.KINDS.items())}
     return render(request, "jobs/list.html", context)
+
+
+def _with_launcher(jobs) -> None:
+    """Set each job's `launched_by` (its user, or "system" and where it came from) in one query for
+    the page; the `launched_by` template filter reads it (and looks it up itself where a view did not)."""
+    names = launched_by(jobs)
+    for job in jobs:
+        job.launched_by = names[job.pk]
 
 
 @permission_required("jobs.view_job", raise_exception=True)
 def job_detail(request, pk):
     job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
-    template = "jobs/_status.html" if request.htmx else "jobs/detail.html"
-    return render(request, template, {"job": job})
+    _with_launcher([job])
+    if request.htmx:
+        return render(request, "jobs/_status.html", {"job": job})
+    return render(request, "jobs/detail.html", {"job": job, "params": shown_params(job)})
 
 
 @require_POST
