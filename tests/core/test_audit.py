@@ -54,3 +54,18 @@ def test_the_admin_site_shows_the_log_read_only(client, users):
     client.force_login(users["admin"])
     assert client.get("/admin/core/auditevent/").status_code == 200
     assert client.get("/admin/core/auditevent/add/").status_code == 403
+
+
+def test_details_read_as_key_value_lists_not_python_dicts(client, users):
+    from apps.core.audit import record
+
+    record(users["admin"], "queue.freeze", None, items=3, merged={"identical": 2, "ids": [4, 5]}, note="<b>hi</b>",
+           model_version=None)
+    client.force_login(users["admin"])
+    page = client.get(reverse("audit_log")).content.decode()
+    details = page.split('<td class="text details">')[1].split("</td>")[0]
+    assert details.startswith('<dl class="kv-list">')
+    assert "<dt>items</dt><dd>3</dd>" in details and "<dt>note</dt><dd>&lt;b&gt;hi&lt;/b&gt;</dd>" in details
+    assert "<dt>model_version</dt><dd>—</dd>" in details
+    assert '<dt>merged</dt><dd><dl class="kv-list">' in details and "<dt>ids</dt><dd>4, 5</dd>" in details
+    assert "{" not in details and "&#x27;" not in details  # no Python repr
