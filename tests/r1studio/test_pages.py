@@ -32,6 +32,39 @@ def test_dataset_list_shows_counts_and_filters_by_name(admin_client, dataset):
     assert "gsm-mini" in html and ">3</td>" in html and "other" not in html
 
 
+def test_the_dataset_list_counts_prompts_examples_and_versions_without_a_query_per_dataset(admin_client, dataset):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.datasets.models import Example
+    from apps.datasets.versions import freeze_version
+
+    add_prompts(dataset, 3)
+    examples = []
+    for i in range(5):
+        example = Example(dataset=dataset, messages=Example.chat(f"{i}?", f"{i}"))
+        example.save()
+        examples.append(example)
+    freeze_version(dataset, examples[:2])
+    freeze_version(dataset, examples)
+    Dataset.objects.create(name="empty")
+
+    def counts(html, name):
+        row = html.split(f">{name}</a>")[1].split("</tr>")[0]
+        return [row.split(f'data-count="{kind}">')[1].split("</td>")[0] for kind in ("prompts", "examples", "versions")]
+
+    with CaptureQueriesContext(connection) as two:
+        html = admin_client.get(reverse("dataset_list")).content.decode()
+    # Joins would have counted 3 x 5 x 2 = 30 of each.
+    assert counts(html, "gsm-mini") == ["3", "5", '<a href="/datasets/gsm-mini/versions/">2</a>']
+    assert counts(html, "empty") == ["0", "0", "0"]
+    for i in range(5):
+        Dataset.objects.create(name=f"more-{i}")
+    with CaptureQueriesContext(connection) as seven:
+        admin_client.get(reverse("dataset_list"))
+    assert len(seven) == len(two)  # no query per dataset
+
+
 def test_an_admin_creates_a_dataset(admin_client, users):
     response = admin_client.post(reverse("dataset_create"), {"name": "new-set", "description": "d"})
     assert response.status_code == 302
