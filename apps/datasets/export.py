@@ -20,6 +20,7 @@ import types
 import typing
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -29,10 +30,12 @@ from django.db import connections, router, transaction
 from django.db.models import Max, Min
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from apps.core.audit import record
+from apps.core.models import AuditEvent
 from apps.datasets.models import DatasetVersion, DatasetVersionExample, Example, Prompt, RolloutProvenance
 
 FORMATS = {
@@ -50,6 +53,8 @@ BATCH_LINES = 256
 # process), or at ROW_GROUP_ROWS rows on the ORM path, where each row is a few Python objects.
 ROW_GROUP_BYTES = 8 << 20
 ROW_GROUP_ROWS = 5000
+# One export is one audit row, however many requests a client makes for it: see `_record_export`.
+EXPORT_AUDIT_WINDOW = timedelta(minutes=2)
 
 RAW_FIELDS = ("id", "content_hash", "source", "messages", "provenance", "question", "reference_answer", "created_at")
 _RAW_VALUES = ("example_id", "example__content_hash", "example__source", "example__messages", "example__provenance",
@@ -103,7 +108,7 @@ def export_response(version: DatasetVersion, fmt: str, user=None, via: str = "we
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     extension, content_type = FORMATS[fmt]
-    record(user, "version.export", version, via=via, fmt=fmt)  # before streaming: a dropped download is logged too
+    _record_export(version, fmt, user, via)  # before streaming: a dropped download is logged too
     response = StreamingHttpResponse(export_chunks(version, fmt), content_type=content_type)
     suffix = "" if fmt == "parquet" else f"-{fmt}"
     filename = f"{version.dataset.name}-v{version.number}{suffix}.{extension}"
@@ -111,6 +116,31 @@ def export_response(version: DatasetVersion, fmt: str, user=None, via: str = "we
     response["X-Content-Hash"] = version.content_hash
     response["X-Example-Count"] = str(version.example_count)
     return response
+
+
+def _record_export(version: DatasetVersion, fmt: str, user, via: str) -> None:
+    """Audit the export once per person, version, format and channel (web, api) within
+    EXPORT_AUDIT_WINDOW: the first request writes the row, the others in the window write nothing.
+
+    Why not per request: one `datasets.load_dataset("json", data_files=url)` asks for the URL five
+    times. fsspec's HTTP file system learns a file's size from HEAD, and when the answer has no
+    Content-Length (a streamed export never has one; the API answers HEAD with 405 anyway) from a
+    GET whose body it drops after the headers; `datasets` asks for that size three times (resolving
+    the pattern, fingerprinting the files, checking its cache) before the GET that downloads. A
+    probe GET cannot be told from the download when it arrives (both are a plain GET, and a small
+    file is sent whole before the client hangs up), so the rule is the window, not the request.
+    Two deliberate downloads of the same file by the same person within it are one row as well.
+    """
+    actor = user if getattr(user, "is_authenticated", False) else None
+    with transaction.atomic():
+        # Two requests at once (a client's parallel probes) take turns here, so only one writes.
+        # NO KEY UPDATE: the lock does not hold up rows that only reference the version.
+        list(DatasetVersion.objects.select_for_update(no_key=True).filter(pk=version.pk).values_list("pk"))
+        recent = AuditEvent.objects.filter(
+            action="version.export", target_type=version._meta.label_lower, target_id=str(version.pk),
+            actor=actor, via=via, details__fmt=fmt, at__gte=timezone.now() - EXPORT_AUDIT_WINDOW)
+        if not recent.exists():
+            record(user, "version.export", version, via=via, fmt=fmt)
 
 
 def export_chunks(version: DatasetVersion, fmt: str) -> Iterator[bytes]:

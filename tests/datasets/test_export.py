@@ -209,6 +209,31 @@ def test_headers_and_audit_event(reviewer_client, hostile_version, users):
     b"".join(response.streaming_content)
 
 
+def test_one_export_asked_for_several_times_is_one_audit_row(reviewer_client, users, dataset):
+    """A client that probes before it downloads (datasets' fsspec does, see tests/datasets/test_export_live.py)
+    asks for the same export several times: one row per person, version, format and channel in a window."""
+    from datetime import timedelta
+
+    from django.db.models import F
+    from django.test import Client
+
+    version = freeze_version(dataset, _hostile_examples(dataset)[:2])
+    events = AuditEvent.objects.filter(action="version.export")
+    for _ in range(3):
+        _download(reviewer_client, version, "messages")
+    assert list(events.values_list("actor__username", "via", "details")) == [
+        ("reviewer_user", "web", {"fmt": "messages"})]
+    _download(reviewer_client, version, "raw")  # another format is another export
+    admin = Client()
+    admin.force_login(users["admin"])
+    _download(admin, version, "messages")  # another person
+    b"".join(export_response(version, "messages", users["reviewer"], via="api").streaming_content)  # another channel
+    assert events.count() == 4
+    events.update(at=F("at") - export.EXPORT_AUDIT_WINDOW - timedelta(seconds=1))  # the window has passed
+    _download(reviewer_client, version, "messages")
+    assert events.count() == 5
+
+
 def test_empty_version_exports_empty_valid_files(reviewer_client, dataset):
     version = freeze_version(dataset, [])
     assert _download(reviewer_client, version, "messages") == b""
