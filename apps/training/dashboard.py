@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from apps.jobs.models import Job
 from apps.rollouts.models import Rollout, reward_component_value
+from apps.rollouts.tokens import entropy_by_step
 from apps.training import health
 from apps.training.models import Evaluation, StepMetric
 from workers.evaluation import mean_interval
@@ -86,6 +87,8 @@ def dashboard_data(job: Job, min_reward: float | None = None) -> dict:
 
     series = _rollout_series(xs, rows_at, components) + _trainer_series(xs, trainer)
     series += _evaluation_series(xs, evaluations)
+    if not by_bucket:
+        series += _token_entropy_series(xs, entropy_by_step(job.pk))
     series += _flag_series(xs, rows_at)
     present = {s["key"] for s in series if any(v is not None for v in s["values"])}
     steps = [] if by_bucket else health.steps_from_series(xs, {s["key"]: s["values"] for s in series}, weights)
@@ -191,6 +194,10 @@ def _charts(series: list[dict]) -> list[dict]:
             "frac_reward_zero_std", "clip_ratio/region_mean"], "share": True},
         {"id": "flags", "title": "High-reward rollouts with a suspicious shape", "series": ["high_reward", *flags]},
     ]
+    if "token_entropy/p50" in keys:  # the run stored token traces
+        charts.append({"id": "token_entropy", "title": "Token entropy: the trainer's mean, and the spread of each "
+                       "rollout's mean", "series": ["entropy", "token_entropy/p10", "token_entropy/p50",
+                                                    "token_entropy/p90"]})
     for chart in charts:
         chart["series"] = [key for key in chart["series"] if key in keys]
         chart.setdefault("share", False)
@@ -286,6 +293,16 @@ def _evaluation_series(xs, evaluations) -> list[dict]:
     return [{"key": key, "label": label, "values": [_rounded(evaluations.get(x, {}).get(key)) for x in xs],
              "dashed": key.endswith(("low", "high")), "sparse": True}
             for key, label in EVALUATION_LABELS.items()]
+
+
+def _token_entropy_series(xs, by_step: dict) -> list[dict]:
+    """Quantiles over a step's rollouts of their mean token entropy (the stored token traces), where there are any."""
+    if not by_step["steps"]:
+        return []
+    at = {step: i for i, step in enumerate(by_step["steps"])}
+    return [{"key": f"token_entropy/{name}", "label": f"rollouts' mean token entropy, {name}",
+             "values": [_rounded(by_step["mean_entropy"][name][at[x]]) if x in at else None for x in xs]}
+            for name in ("p10", "p50", "p90")]
 
 
 def _flag_columns() -> list[tuple[str, str]]:

@@ -160,6 +160,8 @@ class GRPOParamsForm(TrainingForm):
     use_vllm = forms.BooleanField(required=False, initial=default(GRPOSpec, "use_vllm"),
                                   help_text=help_text(GRPOSpec, "use_vllm"))
     stage = forms.ChoiceField(choices=ModelVersion.Stage.choices, initial=ModelVersion.Stage.R1_ZERO)
+    capture_tokens = forms.BooleanField(required=False, initial=default(GRPOSpec, "capture_tokens"),
+                                        label="Capture tokens", help_text=help_text(GRPOSpec, "capture_tokens"))
     eval_dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.all(), required=False, label="Evaluate checkpoints on",
         help_text="Held-out prompts: each checkpoint (every save_steps) and the final model get an evaluation job "

@@ -171,7 +171,7 @@ def prompt_count(page: Page, dataset: str) -> str:
     """The Prompts column of the dataset list, as rendered (intcomma)."""
     page.goto("/datasets/")
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=dataset, exact=True))
-    return row.locator("td.num").inner_text().strip()
+    return row.locator('td[data-count="prompts"]').inner_text().strip()
 
 
 # An init script: it runs before any page script, so it sees every htmx swap of the job status.

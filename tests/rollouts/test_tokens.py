@@ -349,3 +349,11 @@ def test_entropy_by_step_gives_each_steps_distribution_over_its_rollouts(dataset
             assert math.isclose(shown["mean_entropy"][name][k], float(np.quantile(means, q)), rel_tol=1e-6)
             assert math.isclose(shown["max_entropy"][name][k], float(np.quantile(maxes, q)), rel_tol=1e-6)
     assert entropy_by_step(Job.objects.create(kind="grpo").pk)["steps"] == []
+
+    from apps.training.dashboard import dashboard_data  # drawn on the run's dashboard, by step
+
+    drawn = dashboard_data(job)
+    median = {s["key"]: s["values"] for s in drawn["series"]}["token_entropy/p50"]
+    assert dict(zip(drawn["x"]["values"], median, strict=True)) == {
+        1: round(shown["mean_entropy"]["p50"][0], 6), 2: None, 3: round(shown["mean_entropy"]["p50"][1], 6)}
+    assert "token_entropy" in {chart["id"] for chart in drawn["charts"]}
