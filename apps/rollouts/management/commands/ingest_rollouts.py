@@ -13,18 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.datasets.cli import dataset_named
 from apps.jobs import launching
+from apps.rollouts.cli import recipe_named
 from apps.rollouts.ingest import FORMATS, IngestFileError, IngestOptionsForm, detect_ingest_format, preview_source
 from apps.rollouts.ingest.mappers import VERL_CORRECT_SCORE
-from apps.rollouts.models import RewardRecipe
-
-
-def recipe_named(name: str) -> RewardRecipe:
-    """The recipe version a name stands for (its newest), or the command's error listing the names."""
-    recipe = RewardRecipe.latest(name)
-    if recipe is None:
-        names = ", ".join(sorted(set(RewardRecipe.objects.values_list("name", flat=True))))
-        raise CommandError(f"no reward recipe named {name!r}; recipes: {names}")
-    return recipe
 
 
 class Command(BaseCommand):

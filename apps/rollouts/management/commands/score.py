@@ -11,7 +11,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.rollouts.models import RewardRecipe
+from apps.rollouts.cli import recipe_named
 from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
 
@@ -25,10 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30.0, help="Seconds per completion")
 
     def handle(self, *args, **opts):
-        recipe = RewardRecipe.latest(opts["recipe"])
-        if recipe is None:
-            names = sorted(set(RewardRecipe.objects.values_list("name", flat=True)))
-            raise CommandError(f"No recipe {opts['recipe']!r}; known: {', '.join(names)}")
+        recipe = recipe_named(opts["recipe"])
         records = [_read(number, line) for number, line in enumerate(sys.stdin.buffer, start=1)]
         samples = [_sample(r) for r in records if "error" not in r]
         failed = 0
