@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.rollouts",
     "apps.curation",
+    "apps.decontam",
+    "apps.dedup",
     "apps.api",
     "r1studio",  # the home page and the demo command, above every app
 ]

@@ -39,6 +39,8 @@ urlpatterns = [
     path("rollouts/<int:pk>/group", rollouts.rollout_group, name="rollout_group"),
     path("rollouts/ingest", rollouts.rollout_ingest, name="rollout_ingest"),
     path("", include("apps.curation.urls")),
+    path("", include("apps.decontam.urls")),
+    path("", include("apps.dedup.urls")),
     path("audit/", core.audit_log, name="audit_log"),
     path("api/", include("apps.api.urls")),
     path("", include("apps.datasets.urls")),

@@ -1,0 +1,25 @@
+"""The words two texts are compared by, and where each word sits in the original text.
+
+Comparison ignores case, width forms and punctuation (NFKC then casefold, runs of letters and
+digits), so "Find  the SUM," and "find the sum" share every word. The spans point into the text as
+stored, so a match can be highlighted where a reviewer reads it.
+"""
+
+import re
+import unicodedata
+
+_WORD = re.compile(r"\w+")
+
+
+def normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(normalize(text))
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """Each word with its (start, end) in `text`. NFKC can change a string's length, so the spans
+    are found on the original text and each word normalised alone."""
+    return [(normalize(m.group()), m.start(), m.end()) for m in _WORD.finditer(text)]
