@@ -23,3 +23,16 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
     """Each word with its (start, end) in `text`. NFKC can change a string's length, so the spans
     are found on the original text and each word normalised alone."""
     return [(normalize(m.group()), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+# Sentence punctuation and quotes: what a copy changes without changing what it says. Operators
+# (+ - * / = < > ^ ( ) %) stay, so "2+2" and "2-2" remain different texts.
+_SENTENCE_PUNCTUATION = re.compile(r"[.,;:!?\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026]+")
+_SPACE = re.compile(r"\s+")
+
+
+def canonical(text: str) -> str:
+    """The text as an exact-duplicate check compares it: normalised, sentence punctuation and quotes
+    taken out, runs of white space made one space. Two texts differing only in case, spacing or
+    punctuation have the same canonical form."""
+    return _SPACE.sub(" ", _SENTENCE_PUNCTUATION.sub(" ", normalize(text))).strip()
