@@ -37,6 +37,9 @@ class Prompt(models.Model):
     tests = models.JSONField(default=list, blank=True, help_text="Test cases for code prompts")
     domain = models.CharField(max_length=32, default="math")
     language = models.CharField(max_length=16, default="en")
+    # False for prompts that need no long reasoning (writing, factual QA, translation, "hello"): generation asks
+    # them for a short chain of thought or none, and rejection sampling keeps them without a rule-checked answer.
+    reasoning = models.BooleanField(default=True, help_text="False: a non-reasoning prompt (writing, facts, ...)")
     metadata = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
