@@ -222,3 +222,67 @@ class PromptTemplate(models.Model):
             check_template(self.text)
         except TemplateError as exc:
             raise ValidationError({"text": str(exc)}) from None
+
+
+class JudgePrompt(models.Model):
+    """A stored judge prompt (workers.rewards.judge): `{prompt}`, `{reference}`, `{completion}` and `{answer}`
+    are filled in per sample. Saving changed text makes a new version, as for RewardRecipe; verdicts are
+    cached per version, so a changed prompt is asked afresh."""
+
+    name = models.SlugField(max_length=100)
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="judge_prompt_version_unique"),
+            models.UniqueConstraint(fields=["name", "content_hash"], name="judge_prompt_content_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    @classmethod
+    def latest(cls, name: str) -> "JudgePrompt | None":
+        return cls.objects.filter(name=name).order_by("-version").first()
+
+    @classmethod
+    def save_text(cls, name: str, text: str, user=None, description: str = "") -> "JudgePrompt":
+        """Check `text`; return the version with this text, creating the next version if new.
+        Raises ValueError saying what is wrong with the text."""
+        from workers.rewards.judge import check_prompt_text, text_hash
+
+        if problem := check_prompt_text(text):
+            raise ValueError(problem)
+        existing = cls.objects.filter(name=name, content_hash=text_hash(text)).first()
+        if existing:
+            return existing
+        latest = cls.latest(name)
+        return cls.objects.create(name=name, version=(latest.version + 1) if latest else 1, text=text,
+                                  content_hash=text_hash(text), description=description, created_by=user)
+
+
+class JudgeVerdict(models.Model):
+    """A judge's answer, cached: one per (judge model, judge prompt version, sha256 of the text it was sent),
+    so scoring the same completion again makes no call. Only answers are kept, not timeouts or errors."""
+
+    judge = models.ForeignKey("datasets.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey(JudgePrompt, on_delete=models.CASCADE, related_name="verdicts")
+    text_hash = models.CharField(max_length=64)
+    correct = models.BooleanField(null=True)  # None: the answer held no usable verdict (malformed, refused)
+    reason = models.TextField(blank=True)
+    output = models.TextField(blank=True)  # the end of the judge's answer
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["judge", "prompt", "text_hash"], name="judge_verdict_unique")]
+
+    def __str__(self):
+        return f"{self.judge_id}/{self.prompt_id}/{self.text_hash[:12]}: {self.correct}"

@@ -23,6 +23,8 @@ Decisions worth knowing:
 - Errors: 429, 408, 5xx, timeouts and dropped connections are retried max_retries times
   with exponential backoff and jitter, waiting at least Retry-After (capped at a minute);
   then BackendError names the status, the server's message and the attempt count.
+  `retry_statuses` and `retry_timeouts` narrow that (a judge retries 429 and 5xx only: a
+  timed-out verdict is reported, not waited for again).
   401/403 (the key), 404 (the model or the endpoint) and, before the server has ever
   answered, connection refused or an unknown host raise BackendUnavailable at once.
   Any other 4xx (a prompt over the context length: 400) raises BackendError without
@@ -110,7 +112,8 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, max_concurrency: int = 8,
                  timeout_s: float = 120, max_retries: int = 4, backoff_s: float = 1.0,
                  context_length: int | None = None, stream: bool = False, omit_params: Iterable[str] = (),
-                 extra_params: dict | None = None):
+                 extra_params: dict | None = None, retry_statuses: Iterable[int] = RETRY_STATUSES,
+                 retry_timeouts: bool = True):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         omit_params = [omit_params] if isinstance(omit_params, str) else list(omit_params)
@@ -121,6 +124,8 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.retry_statuses = set(retry_statuses)  # and every 5xx
+        self.retry_timeouts = retry_timeouts
         self._api_key = api_key or None
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
                          "User-Agent": "r1studio"}
@@ -275,6 +280,8 @@ class OpenAIBackend:
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, _UNREACHABLE) and not self._reached:
                 raise BackendUnavailable(f"cannot reach {self.base_url}: {self._describe(exc)}") from exc
+            if isinstance(exc, TimeoutError) and not self.retry_timeouts:
+                raise BackendError(f"{url}: {self._describe(exc)}") from None
             raise _Retry(self._describe(exc)) from None
         self._reached = True
         if status == 200:
@@ -290,7 +297,7 @@ class OpenAIBackend:
             raise BackendUnavailable(f"model {self.model!r} not found (404 from {url}): {message}")
         if status in (400, 422) and (param := unsupported_param(raw, self._optional(body))):
             raise _Unsupported(param, f"HTTP {status}: {message}")
-        if status < 500 and status not in RETRY_STATUSES:
+        if status < 500 and status not in self.retry_statuses:
             raise BackendRefused(f"{url} answered HTTP {status}: {message}")
         raise _Retry(f"HTTP {status}: {message}", retry_after_seconds(headers.get("Retry-After")))
 

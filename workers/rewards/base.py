@@ -19,11 +19,12 @@ class Sample:
     domain: str = "math"
     language: str = "en"  # the language the chain of thought should be in
     finish_reason: str = "stop"  # "length" when generation hit the token cap
+    judgement: dict | None = None  # a judge model's verdict, attached before scoring (workers.rewards.judge)
 
 
 @dataclass
 class Reward:
-    value: float
+    value: float | None  # None: no score could be given (a judge with no verdict); the reason is in details
     details: dict = field(default_factory=dict)  # JSON-able: what was extracted, why it failed, ...
 
     @classmethod

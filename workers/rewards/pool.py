@@ -6,6 +6,10 @@ multiprocessing's children) and runs scoring in its main thread, where
 math-verify's signal-based timeouts work. A worker that overruns a sample's
 deadline (sympy stuck in C on a power tower, a runaway allocation) is killed
 and replaced, and that sample scores 0 with the reason.
+
+A recipe with a judge model (`llm_judge`) is given its `Judge`: each chunk of
+samples is judged first, its calls in parallel threads here, and the workers
+then only read the verdicts attached to the samples.
 """
 
 import os
@@ -14,25 +18,36 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from multiprocessing.connection import Connection, wait
 
 from workers.rewards.base import Sample
 from workers.rewards.sandbox import require_sandbox
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3  # per worker: a runaway allocation raises MemoryError, not the OOM killer
+JUDGE_CHUNK = 256  # samples judged at once: enough to keep `concurrency` calls busy, results flow on meanwhile
 
 
 class ScoringPool:
     """`ScoringPool(recipe_spec, processes)`, then `pool.map(samples)` yields one score dict per sample, in order."""
 
-    def __init__(self, recipe_spec: dict, processes: int | None = None, timeout_s: float = 20.0):
+    def __init__(self, recipe_spec: dict, processes: int | None = None, timeout_s: float = 20.0, judge=None):
         if any(component.get("name") == "code_accuracy" for component in recipe_spec.get("components", ())):
             require_sandbox()  # a job fails at once, naming the cause, instead of scoring every sample 0
         self.recipe_spec = recipe_spec
         self.timeout_s = timeout_s
+        self.judge = judge  # a workers.rewards.judge.Judge, for a recipe with llm_judge
         self.workers = [_Worker(recipe_spec) for _ in range(processes or os.cpu_count() or 1)]
 
     def map(self, samples: Iterable[Sample]) -> Iterator[dict]:
+        if self.judge is None:
+            yield from self._map(samples)
+            return
+        samples = iter(samples)
+        while chunk := list(islice(samples, JUDGE_CHUNK)):
+            yield from self._map(self.judge.attach(chunk))
+
+    def _map(self, samples: Iterable[Sample]) -> Iterator[dict]:
         pending = iter(enumerate(samples))
         results: dict[int, dict] = {}
         next_out = 0
@@ -75,6 +90,8 @@ class ScoringPool:
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
+        if self.judge is not None:
+            self.judge.close()
 
     def __enter__(self):
         return self

@@ -10,6 +10,9 @@ by its content hash:
         {"name": "reward_model", "weight": 1.0, "domains": ["general"], "params": {"model_path": "..."}}
     ]}
 
+`llm_judge` asks a judge model (workers.rewards.judge); its verdicts are attached to the samples
+before the recipe runs, and a recipe has at most one.
+
 A component with `domains` applies only to samples of those domains (all-scenario
 RL mixes rule rewards for reasoning prompts with a reward model for general ones).
 """
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from workers.rewards.base import Reward, Sample
+from workers.rewards.judge import COMPONENT as JUDGE
+from workers.rewards.judge import check_params as check_judge_params
 
 COMPONENTS = {
     "math_accuracy": "workers.rewards.accuracy.math_accuracy",
@@ -32,8 +37,9 @@ COMPONENTS = {
     "cosine_length": "workers.rewards.shaping.cosine_length",
     "repetition_penalty": "workers.rewards.shaping.repetition_penalty",
     "reward_model": "workers.rewards.reward_model.reward_model_score",
+    "llm_judge": "workers.rewards.judge.judge_component",
 }
-ACCURACY_COMPONENTS = ("math_accuracy", "code_accuracy")
+ACCURACY_COMPONENTS = ("math_accuracy", "code_accuracy", "llm_judge")
 
 DEFAULT_RECIPES = {
     # R1-Zero: rule rewards only, accuracy and format.
@@ -110,6 +116,11 @@ class Recipe:
                 raise RecipeError(f"{where}: 'domains' must be a list of strings")
             if raw["name"] == "cosine_length" and not any(c.name in ACCURACY_COMPONENTS for c in components):
                 raise RecipeError(f"{where}: cosine_length needs math_accuracy or code_accuracy before it")
+            if raw["name"] == JUDGE:
+                if any(c.name == JUDGE for c in components):
+                    raise RecipeError(f"{where}: a recipe may have one llm_judge component")
+                if problem := check_judge_params(params):
+                    raise RecipeError(f"{where}: {problem}")
             components.append(ComponentSpec(raw["name"], float(weight), params, tuple(domains)))
         return cls(tuple(components))
 
@@ -141,13 +152,16 @@ class Recipe:
             else:
                 reward = component_function(spec.name)(sample, **params)
             components[spec.name] = {"value": reward.value, "weight": spec.weight, "details": reward.details}
-            total += spec.weight * reward.value
+            if reward.value is not None:  # no score (a judge without a verdict) adds nothing
+                total += spec.weight * reward.value
         return {"total": total, "components": components}
 
 
 def correctness(components: dict) -> bool | None:
-    """Whether the first accuracy component that scored a sample says it is right (None: none scored it)."""
+    """Whether the first accuracy component that scored a sample says it is right (None: none scored it, or it
+    gave no score)."""
     for name in ACCURACY_COMPONENTS:
         if name in components:
-            return components[name]["value"] >= 1.0
+            value = components[name]["value"]
+            return None if value is None else value >= 1.0
     return None
