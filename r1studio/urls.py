@@ -17,6 +17,7 @@ urlpatterns = [
     path("datasets/new", datasets.dataset_create, name="dataset_create"),
     path("datasets/<slug:name>/", datasets.dataset_detail, name="dataset_detail"),
     path("datasets/<slug:name>/import", datasets.dataset_import, name="dataset_import"),
+    path("datasets/<slug:name>/mark", datasets.dataset_mark_prompts, name="dataset_mark_prompts"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/new/<slug:kind>/", jobs.job_new, name="job_new"),
     path("jobs/new/<slug:kind>/preview", jobs.job_preview, name="job_preview"),

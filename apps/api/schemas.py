@@ -184,6 +184,7 @@ class PromptOut(Schema):
     tests: list
     domain: str
     language: str
+    reasoning: bool = Field(description="False: a non-reasoning prompt (writing, facts, translation, ...)")
     metadata: dict
     content_hash: str
     created_at: datetime
@@ -200,6 +201,25 @@ class PromptPage(Page):
 class PromptQuery(PageQuery):
     dataset: Slug | None = Field(None, description="Only this dataset's prompts (by name)")
     q: Text | None = Field(None, max_length=200, description="Search the question (web-search syntax)")
+    reasoning: bool | None = Field(None, description="Only reasoning (true) or non-reasoning (false) prompts")
+    domain: Text | None = Field(None, max_length=32, description="Only prompts of this domain")
+
+
+class PromptMarkIn(Schema):
+    reasoning: bool = Field(description="true: a reasoning prompt; false: non-reasoning")
+
+
+class PromptBulkMarkIn(Schema):
+    dataset: Slug = Field(description="The dataset whose prompts are marked (by name)")
+    reasoning: bool = Field(description="true: reasoning; false: non-reasoning")
+    domain: Text | None = Field(None, max_length=32, description="Only prompts of this domain")
+    q: Text | None = Field(None, max_length=200, description="Only prompts whose question contains this text")
+    ids: list[RowId] | None = Field(None, max_length=10_000, description="Only these prompts")
+
+
+class PromptMarkOut(Schema):
+    matched: int
+    changed: int
 
 
 # ----- rollouts

@@ -32,6 +32,7 @@ MAX_ERRORS_SHOWN = 50
 CANCEL_CHECK_EVERY = 1000
 MAX_ZIP_ENTRIES = 10_000  # a save_to_disk folder holds a handful of files per split
 PARQUET_BATCH_ROWS = 512
+PROMPT_KINDS = [("reasoning", "reasoning"), ("non_reasoning", "non-reasoning")]  # Prompt.reasoning True / False
 
 
 class ImportFileError(Exception):
@@ -57,13 +58,15 @@ class FieldMapping:
     tests: str = "tests"
     domain: str = "domain"
     language: str = "language"
+    reasoning: str = "reasoning"  # true/false, or the words reasoning/non-reasoning (a "kind" column)
     default_domain: str = "math"
     default_language: str = "en"
+    default_reasoning: bool = True  # for rows that leave the reasoning column out or empty
     # Columns copied into metadata; ["*"] means every column not mapped above.
     metadata: list[str] = field(default_factory=lambda: ["*"])
 
     def mapped(self) -> set[str]:
-        return {self.question, self.answer, self.tests, self.domain, self.language}
+        return {self.question, self.answer, self.tests, self.domain, self.language, self.reasoning}
 
 
 def content_suffix(path: Path) -> str:
@@ -306,6 +309,24 @@ def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
 
 
+# How a file may mark a prompt: a boolean, 1/0, or words (case and "-" or "_" do not matter).
+REASONING_MARKS = {"true": True, "yes": True, "1": True, "reasoning": True,
+                   "false": False, "no": False, "0": False, "non_reasoning": False, "nonreasoning": False}
+
+
+def reasoning_mark(f: RecordFields, column: str, default: bool) -> bool:
+    """Whether a record's prompt needs reasoning, from `column`; `default` when the record leaves it empty."""
+    value = f.record.get(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and (mark := REASONING_MARKS.get(value.strip().lower().replace("-", "_"))) is not None:
+        return mark
+    f.error(column, "expected true or false (or reasoning / non-reasoning)")
+    return default
+
+
 def validate_record(record: dict, mapping: FieldMapping) -> tuple[dict | None, list[str]]:
     f = RecordFields(record)
     question = f.text(mapping.question, required=True, limit=MAX_QUESTION_CHARS)
@@ -313,6 +334,7 @@ def validate_record(record: dict, mapping: FieldMapping) -> tuple[dict | None, l
     tests = f.tests(mapping.tests)
     domain = f.text(mapping.domain, limit=32).strip() or mapping.default_domain
     language = f.text(mapping.language, limit=16).strip() or mapping.default_language
+    reasoning = reasoning_mark(f, mapping.reasoning, mapping.default_reasoning)
     if mapping.metadata == ["*"]:
         keys = [k for k in record if k not in mapping.mapped()]
     else:
@@ -326,6 +348,7 @@ def validate_record(record: dict, mapping: FieldMapping) -> tuple[dict | None, l
         "tests": tests,
         "domain": domain,
         "language": language,
+        "reasoning": reasoning,
         "metadata": _json_safe({k: record[k] for k in keys}),
         "content_hash": Prompt.hash_for(question, answer, tests),
     }, []
@@ -344,8 +367,14 @@ class FieldMappingForm(forms.Form):
     tests_field = forms.CharField(max_length=200, initial="tests", required=False)
     domain_field = forms.CharField(max_length=200, initial="domain", required=False)
     language_field = forms.CharField(max_length=200, initial="language", required=False)
+    reasoning_field = forms.CharField(
+        max_length=200, initial="reasoning", required=False,
+        help_text="Column marking each prompt: true/false, or reasoning/non-reasoning")
     default_domain = forms.CharField(max_length=32, initial="math", required=False)
     default_language = forms.CharField(max_length=16, initial="en", required=False)
+    default_kind = forms.ChoiceField(
+        choices=PROMPT_KINDS, initial="reasoning", required=False,
+        help_text="Kind of the prompts whose row leaves the mark empty (a file of writing prompts: non-reasoning)")
     metadata_fields = forms.CharField(
         max_length=2000, initial="*", required=False, help_text="Comma-separated columns, or * for all others"
     )
@@ -405,6 +434,8 @@ def mapping_from_params(params: dict) -> FieldMapping:
         tests=params.get("tests_field") or "tests",
         domain=params.get("domain_field") or "domain",
         language=params.get("language_field") or "language",
+        reasoning=params.get("reasoning_field") or "reasoning",
+        default_reasoning=params.get("default_kind") != "non_reasoning",
         default_domain=params.get("default_domain") or "math",
         default_language=params.get("default_language") or "en",
         metadata=metadata,

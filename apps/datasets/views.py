@@ -1,13 +1,19 @@
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.core.pagination import keyset_page
 from apps.core.uploads import save_upload
 from apps.datasets.forms import DatasetForm, UploadForm
+from apps.datasets.importing import PROMPT_KINDS
 from apps.datasets.models import Dataset, DatasetVersion, Example, Prompt
+from apps.datasets.prompt_kind import PromptFilterForm, filter_prompts, kind_counts, mark_prompts
 from apps.jobs import launching
 from apps.jobs.models import Job
 
@@ -50,19 +56,43 @@ def dataset_create(request):
 @permission_required(("datasets.view_dataset", "datasets.view_prompt"), raise_exception=True)
 def dataset_detail(request, name):
     dataset = get_object_or_404(Dataset, name=name)
-    prompts = dataset.prompts.all()
-    query = request.GET.get("q", "").strip()
-    if query:
-        prompts = prompts.filter(question__icontains=query)
+    shown = PromptFilterForm(request.GET)
+    if not shown.is_valid():
+        return render(request, "error.html", {"message": _first_error(shown)}, status=400)
+    prompts = filter_prompts(dataset.prompts.all(), **shown.cleaned_data)
     try:
         page = keyset_page(prompts, request.GET.get("after"))
     except ValueError as exc:
         return render(request, "error.html", {"message": str(exc)}, status=400)
-    context = {"dataset": dataset, "page": page, "q": query}
+    context = {"dataset": dataset, "page": page, "q": shown.cleaned_data["q"], "shown": shown,
+               "filter_query": urlencode({k: v for k, v in shown.cleaned_data.items() if v})}
     if request.htmx:
         return render(request, "datasets/_prompt_rows.html", context)
     context["imports"] = dataset_imports(dataset)
+    context["kind_counts"] = kind_counts(dataset)
     return render(request, "datasets/detail.html", context)
+
+
+def _first_error(form) -> str:
+    field, errors = next(iter(form.errors.items()))
+    return f"{field}: {errors[0]}"
+
+
+@require_POST
+@permission_required("datasets.change_prompt", raise_exception=True)
+def dataset_mark_prompts(request, name):
+    """Mark every prompt the page's filter shows (search, kind, domain) as reasoning or non-reasoning."""
+    dataset = get_object_or_404(Dataset, name=name)
+    shown = PromptFilterForm(request.POST)
+    mark = request.POST.get("mark")
+    if not shown.is_valid() or mark not in dict(PROMPT_KINDS):
+        message = _first_error(shown) if shown.errors else "mark: choose reasoning or non_reasoning"
+        return render(request, "error.html", {"message": message}, status=400)
+    prompts = filter_prompts(dataset.prompts.all(), **shown.cleaned_data)
+    done = mark_prompts(dataset, prompts, mark == "reasoning", user=request.user, **shown.cleaned_data)
+    messages.success(request, f"Marked {done['changed']} of {done['matched']} prompts {mark.replace('_', '-')}.")
+    query = urlencode({k: v for k, v in shown.cleaned_data.items() if v})
+    return redirect(reverse("dataset_detail", args=[dataset.name]) + (f"?{query}" if query else ""))
 
 
 def dataset_imports(dataset):

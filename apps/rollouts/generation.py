@@ -23,7 +23,14 @@ from apps.rollouts.tokens import TOKENS_KEY, write_rollouts
 from workers.generation.base import BackendError, SamplingParams
 from workers.generation.factory import api_key_env_error, make_backend
 from workers.generation.openai_backend import has_completions_endpoint
-from workers.generation.templates import BUILT_IN, render
+from workers.generation.templates import (
+    BUILT_IN,
+    NON_REASONING_MODES,
+    NON_REASONING_TEMPLATES,
+    plain_answer,
+    render,
+    render_non_reasoning,
+)
 from workers.rewards.pool import ScoringPool
 from workers.tokens import MAX_TOP_K
 
@@ -99,6 +106,25 @@ class SamplingForm(forms.Form):
         return name
 
 
+class GenerationForm(SamplingForm):
+    """Sampling, plus how prompts marked non-reasoning are asked (generation and rejection sampling)."""
+
+    non_reasoning_mode = forms.ChoiceField(
+        choices=[(mode, f"{mode}: {what}") for mode, what in NON_REASONING_MODES.items()], initial="cot",
+        help_text="How prompts marked non-reasoning are asked (built-in texts "
+                  + ", ".join(name for name, _ in NON_REASONING_TEMPLATES.values())
+                  + "); reasoning prompts use the template above")
+    non_reasoning_template = forms.CharField(
+        max_length=100, required=False,
+        help_text="A saved template for non-reasoning prompts instead of the mode's built-in text")
+
+    def clean_non_reasoning_template(self):
+        name = self.cleaned_data["non_reasoning_template"].strip()
+        if name and not PromptTemplate.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"no saved template {name!r}; leave empty for the mode's built-in text")
+        return name
+
+
 def _last_speed(model: ModelVersion) -> tuple[float, float, int] | None:
     """(tokens/s, mean tokens per completion, job id) of the model's newest sampling job that measured them."""
     job = (Job.objects.filter(params__model_version=model.pk, result__tokens_per_s__gt=0,
@@ -127,6 +153,21 @@ def default_recipe_for(recipe: str, template: str | None) -> str:
 
 def template_text(name: str) -> str | None:
     return BUILT_IN[name] if name in BUILT_IN else PromptTemplate.objects.get(name=name).text
+
+
+def input_renderer(params: dict):
+    """A function giving the model's input for a prompt: the job's template, or for a prompt marked
+    non-reasoning, the job's non-reasoning mode (a job without one, evaluation, asks every prompt alike)."""
+    template = template_text(params["template"])
+    mode, custom = params.get("non_reasoning_mode"), params.get("non_reasoning_template")
+    custom_text = template_text(custom) if mode and custom else None
+
+    def prompt_input(prompt: Prompt):
+        if prompt.reasoning or not mode:
+            return render(template, prompt.question)
+        return render_non_reasoning(mode, prompt.question, chat=template is None, template=custom_text)
+
+    return prompt_input
 
 
 @dataclass
@@ -169,7 +210,7 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     sampling = SamplingParams(n=n, temperature=params["temperature"], top_p=params["top_p"],
                               max_tokens=params["max_tokens"], seed=params.get("seed"),
                               logprobs=MAX_TOP_K if params.get("capture_tokens") else None)
-    template = template_text(params["template"])
+    prompt_input = input_renderer(params)
     recipe = RewardRecipe.objects.get(pk=params["recipe"]) if params.get("recipe") else None
     stats, started = SamplingStats(), time.monotonic()
     ctx.log(f"loading {model_version} ({model_version.backend})")
@@ -179,7 +220,7 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     pool = ScoringPool(recipe.spec) if recipe else None
     try:
         for start in range(0, len(todo), params["batch_size"]):
-            batch = _fits_context(backend, todo[start:start + params["batch_size"]], template, stats)
+            batch = _fits_context(backend, todo[start:start + params["batch_size"]], prompt_input, stats)
             if batch:
                 _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, stats, params)
             ctx.progress(len(prompts) - len(todo) + min(start + params["batch_size"], len(todo)))
@@ -196,13 +237,13 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     return stats
 
 
-def _fits_context(backend, prompts, template, stats) -> list[tuple[Prompt, object]]:
+def _fits_context(backend, prompts, prompt_input, stats) -> list[tuple[Prompt, object]]:
     """(prompt, rendered input) pairs, without prompts longer than the model's context: those are
     skipped with the reason, never truncated silently."""
     limit = backend.context_length()
     kept = []
     for prompt in prompts:
-        rendered = render(template, prompt.question)
+        rendered = prompt_input(prompt)
         tokens = backend.count_tokens(rendered) if limit else None
         if tokens is not None and tokens >= limit:
             stats.skipped[prompt.pk] = f"{tokens} prompt tokens; the model's context is {limit}"
@@ -229,16 +270,22 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
     results = _generate_with_retries(backend, rendered, sampling, stats, params["max_batch_retries"], ctx)
     stats.generate_s += time.monotonic() - t0
     rows = []
+    non_reasoning_mode = params.get("non_reasoning_mode")
     for (prompt, prompt_input), completions in zip(batch, results):
         shown_prompt = backend.render(prompt_input)
+        mode = None if prompt.reasoning else non_reasoning_mode
         for index, completion in enumerate(completions):
-            rows.append(rollout_row(
+            metadata = {"reasoning_tokens": completion.reasoning_tokens} if completion.reasoning_tokens else {}
+            row = rollout_row(
                 job_id=ctx.job.pk, prompt_id=prompt.pk, completion=completion.text, reasoning=completion.reasoning,
                 model_version_id=model_version.pk, sample_index=index, prompt_text=shown_prompt,
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 finish_reason=completion.finish_reason,  # stop, length or error (a filtered or aborted output)
-                metadata={"reasoning_tokens": completion.reasoning_tokens} if completion.reasoning_tokens else {},
-            ) | {TOKENS_KEY: completion.tokens})
+                metadata=metadata | ({"non_reasoning": mode} if mode else {}),
+            )
+            if mode == "plain":  # asked for the answer only: no chain of thought is kept, whatever came first
+                row |= {"reasoning": "", "answer": plain_answer(completion.text)}
+            rows.append(row | {TOKENS_KEY: completion.tokens})
             stats.tokens += completion.completion_tokens or 0
     if pool:
         t0 = time.monotonic()
@@ -253,7 +300,7 @@ def _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, st
     stats.prompts_done += len(batch)
 
 
-@job_kind("generate", "Generate rollouts", SamplingForm, queue=ModelVersion.queue_for)
+@job_kind("generate", "Generate rollouts", GenerationForm, queue=ModelVersion.queue_for)
 def run_generation(ctx) -> dict:
     stats = sample_rollouts(ctx, ctx.params)
     return {"skipped": {str(k): v for k, v in list(stats.skipped.items())[:100]}} if stats.skipped else {}
