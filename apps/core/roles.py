@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import Group, Permission
 
-PRODUCT_APPS = ["datasets", "jobs", "training", "rollouts", "curation"]
+PRODUCT_APPS = ["datasets", "jobs", "training", "rollouts", "curation", "dedup"]
 
 VIEWER = "viewer"
 ANNOTATOR = "annotator"
@@ -23,6 +23,7 @@ _EXTRA = {
         "datasets.add_datasetversion",
         "datasets.freeze_version",
         "datasets.export_dataset",
+        "dedup.decide_duplicates",
     ],
 }
 ROLES = [VIEWER, ANNOTATOR, REVIEWER, ADMIN]
