@@ -33,6 +33,7 @@ class FakeServer:
         self.refuses = {}  # parameter -> the error object of the 400 a request carrying it gets
         self.no_completions = None  # a chat-only server: /v1/completions answers this status (404 or 405)
         self.tokens = None  # the tokens every answer is made of (else its text split into words and spaces)
+        self.reply = None  # a function of a chat request's last message giving the answer (a judge's verdict)
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
@@ -70,7 +71,7 @@ class FakeServer:
             prompt_tokens = len(body["prompt"].split())
         else:
             question = body["messages"][-1]["content"]
-            texts = [f"answer {i} to {question}" for i in range(n)]
+            texts = [self.reply(question) if self.reply else f"answer {i} to {question}" for i in range(n)]
             choices = []
             for i, (text, reason) in enumerate(zip(texts, reasons)):
                 message = {"role": "assistant", "content": text}

@@ -16,6 +16,7 @@ from django.db.models import Count
 from apps.datasets.models import Dataset, ModelVersion, Prompt
 from apps.jobs.kinds import job_kind
 from apps.jobs.models import Job
+from apps.rollouts.judging import judge_for
 from apps.rollouts.models import PromptTemplate, RewardRecipe, Rollout
 from apps.rollouts.rows import reward_columns, rollout_row
 from apps.rollouts.scoring import sample_for
@@ -217,7 +218,7 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
     backend = make_backend(model_version.backend, model_version.uri, model_version.config)
     if hasattr(backend, "notice"):  # the OpenAI backend says here which parameters the server refused
         backend.notice = ctx.log
-    pool = ScoringPool(recipe.spec) if recipe else None
+    pool = ScoringPool(recipe.spec, judge=judge_for(recipe.spec)) if recipe else None
     try:
         for start in range(0, len(todo), params["batch_size"]):
             batch = _fits_context(backend, todo[start:start + params["batch_size"]], prompt_input, stats)
@@ -225,6 +226,8 @@ def sample_rollouts(ctx, params: dict) -> SamplingStats:
                 _sample_batch(ctx, backend, pool, batch, sampling, model_version, recipe, stats, params)
             ctx.progress(len(prompts) - len(todo) + min(start + params["batch_size"], len(todo)))
             ctx.report(**stats.figures(time.monotonic() - started))
+            if pool and pool.judge:  # a recipe with a judge model: its calls, cached answers and tokens
+                ctx.report(**pool.judge.counts.figures())
             ctx.check_cancelled()
     finally:
         if pool:

@@ -191,7 +191,10 @@ class RewardRecipe(models.Model):
         """Validate `spec`; return the version with this content, creating the next version if new."""
         from workers.rewards.recipes import Recipe
 
+        from apps.rollouts.judging import check_judge
+
         recipe = Recipe.from_spec(spec)  # raises RecipeError naming the bad component field
+        check_judge(recipe.to_spec())  # and names a judge model or judge prompt that does not exist
         existing = cls.objects.filter(name=name, content_hash=recipe.content_hash).first()
         if existing:
             return existing

@@ -21,6 +21,7 @@ from apps.core.uploads import discard_upload, private_folder, save_upload
 from apps.jobs import launching
 from apps.jobs.kinds import job_kind
 from apps.jobs.models import Job
+from apps.rollouts.judging import judge_for
 from apps.rollouts.models import RewardRecipe
 from apps.rollouts.rows import reward_columns
 from workers.rewards.base import Sample
@@ -73,7 +74,7 @@ def score_items(recipe_spec: dict, items: list[dict], processes: int | None = No
     Raises SandboxUnavailable for a recipe with code_accuracy where the sandbox cannot start."""
     processes = max(1, min(len(items), processes or os.cpu_count() or 1))
     scores: list[dict] = []
-    with ScoringPool(recipe_spec, processes=processes, timeout_s=TIMEOUT_S) as pool:
+    with ScoringPool(recipe_spec, processes=processes, timeout_s=TIMEOUT_S, judge=judge_for(recipe_spec)) as pool:
         for scored in pool.map(sample_of(item) for item in items):
             scores.append(item_score(scored))
             if each:

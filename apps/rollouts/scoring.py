@@ -7,6 +7,7 @@ from django.db.models import Avg
 
 from apps.datasets.models import ModelVersion
 from apps.jobs.kinds import job_kind
+from apps.rollouts.judging import judge_for
 from apps.rollouts.models import RewardRecipe, Rollout
 from apps.rollouts.rows import reward_columns
 from workers.rewards.base import Sample
@@ -69,7 +70,8 @@ def rescore(rollouts, recipe_row: RewardRecipe, ctx, *, processes: int | None = 
     ctx.log(f"scoring with {recipe_row} in {processes} processes" + (" (correctness only)" if only_correctness else ""))
     fields = ["is_correct"] if only_correctness else SCORED_FIELDS
     last_id, scored = 0, 0
-    with ScoringPool(recipe_row.spec, processes=processes, timeout_s=timeout_s) as pool:
+    judge = judge_for(recipe_row.spec)
+    with ScoringPool(recipe_row.spec, processes=processes, timeout_s=timeout_s, judge=judge) as pool:
         while batch := list(rollouts.filter(id__gt=last_id)[:BATCH]):
             results = pool.map(sample_for(r.prompt, r.completion, r.finish_reason) for r in batch)
             for rollout, result in zip(batch, results):
@@ -83,6 +85,8 @@ def rescore(rollouts, recipe_row: RewardRecipe, ctx, *, processes: int | None = 
             scored += len(batch)
             last_id = batch[-1].id
             ctx.progress(scored)
+            if judge:
+                ctx.report(**judge.counts.figures())
             ctx.check_cancelled()
     return scored
 

@@ -102,7 +102,7 @@ def parse_verdict(text: str, finish_reason: str = "stop") -> tuple[bool | None, 
     the word before it decides)."""
     if finish_reason == "error":
         return None, "the server stopped the judge's answer (a content filter or an abort): no verdict"
-    if not text.strip():
+    if not text.strip() and finish_reason != "length":
         return None, "the judge answered nothing (a refusal)"
     verdicts = _VERDICT.findall(text)
     if not verdicts:
