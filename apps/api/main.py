@@ -5,7 +5,7 @@ from ninja import NinjaAPI
 from apps.api import errors
 from apps.api.auth import TokenAuth
 from apps.api.docs import LocalSwagger
-from apps.api.routes import annotations, datasets, ingest, jobs, prompts, recipes, rollouts, score, versions
+from apps.api.routes import annotations, datasets, decontam, ingest, jobs, prompts, recipes, rollouts, score, versions
 
 DESCRIPTION = """\
 R1 Studio's data: datasets, frozen versions and their export, prompts, rollouts, reward recipes and scoring,
@@ -42,5 +42,5 @@ api = StudioAPI(
     urls_namespace="api",
 )
 errors.install(api)
-for module in (datasets, versions, prompts, rollouts, recipes, score, ingest, jobs, annotations):
+for module in (datasets, versions, prompts, rollouts, recipes, score, ingest, jobs, annotations, decontam):
     api.add_router("", module.router)

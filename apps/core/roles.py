@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import Group, Permission
 
-PRODUCT_APPS = ["datasets", "jobs", "training", "rollouts", "curation", "dedup"]
+PRODUCT_APPS = ["datasets", "jobs", "training", "rollouts", "curation", "dedup", "decontam"]
 
 VIEWER = "viewer"
 ANNOTATOR = "annotator"
@@ -24,6 +24,7 @@ _EXTRA = {
         "datasets.freeze_version",
         "datasets.export_dataset",
         "dedup.decide_duplicates",
+        "decontam.decide_match",
     ],
 }
 ROLES = [VIEWER, ANNOTATOR, REVIEWER, ADMIN]
