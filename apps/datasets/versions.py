@@ -126,14 +126,15 @@ def same_content_as(version: DatasetVersion) -> DatasetVersion | None:
 
 
 def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], seed: int = 0, user=None,
-                    note: str = "", via: str = "web") -> DatasetVersion:
+                    note: str = "", via: str = "web", provenance: dict | None = None) -> DatasetVersion:
     """A new version of `dataset` mixing `count` examples sampled from each source version.
 
     Sampling is without replacement and deterministic for `seed`; so is the mixed order. Examples
     with the same content (hash) are kept once, the first in mixed order; the version's provenance
     says how many were dropped. Sources in `dataset` contribute their own rows; examples of other
     datasets are copied into `dataset` (or the copy already there is used), with
-    `{"copied_from": source example id, ...source provenance}`. All or nothing.
+    `{"copied_from": source example id, ...source provenance}`. All or nothing. `provenance` adds keys
+    of the caller's to the version's (a producing job: {"job": id, ...}).
     """
     if not parts:
         raise ValueError("Name at least one source version")
@@ -162,6 +163,7 @@ def compose_version(dataset: Dataset, parts: list[tuple[DatasetVersion, int]], s
 
     warning = format_warning([version for version, _ in parts])
     provenance = {
+        **(provenance or {}),
         "composed_from": [
             {"version": v.pk, "dataset": v.dataset.name, "dataset_id": v.dataset_id, "number": v.number,
              "content_hash": v.content_hash, "count": count}
