@@ -110,9 +110,10 @@ def measure(method: str, examples: int, n: int) -> dict:
             offset += len(texts)
         elapsed += index_seconds
     else:
-        for texts, planted in example_batches(examples, prompts):
+        texts = []
+        for batch, planted in example_batches(examples, prompts):
+            texts += batch
             planted_all += planted
-        texts = [t for batch, _ in example_batches(examples, prompts) for t in batch]
         started = time.perf_counter()
         found = naive_overlaps(texts, prompts, n)
         elapsed = time.perf_counter() - started
