@@ -5,11 +5,23 @@ from ninja import NinjaAPI
 from apps.api import errors
 from apps.api.auth import TokenAuth
 from apps.api.docs import LocalSwagger
-from apps.api.routes import annotations, datasets, decontam, ingest, jobs, prompts, recipes, rollouts, score, versions
+from apps.api.routes import (
+    annotations,
+    datasets,
+    decontam,
+    dedup,
+    ingest,
+    jobs,
+    prompts,
+    recipes,
+    rollouts,
+    score,
+    versions,
+)
 
 DESCRIPTION = """\
 R1 Studio's data: datasets, frozen versions and their export, prompts, rollouts, reward recipes and scoring,
-jobs and annotations.
+jobs, annotations and de-duplication runs.
 
 **Authentication**: every operation needs `Authorization: Bearer r1_<prefix>_<secret>`. Create a token at
 [/api/tokens](/api/tokens) (it is shown once) or with `r1studio create_api_token <username> <name>`.
@@ -42,5 +54,5 @@ api = StudioAPI(
     urls_namespace="api",
 )
 errors.install(api)
-for module in (datasets, versions, prompts, rollouts, recipes, score, ingest, jobs, annotations, decontam):
+for module in (datasets, versions, prompts, rollouts, recipes, score, ingest, jobs, annotations, decontam, dedup):
     api.add_router("", module.router)
