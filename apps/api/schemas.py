@@ -352,6 +352,35 @@ class RecipeQuery(PageQuery):
     name: Slug | None = Field(None, description="Only the versions of this recipe")
 
 
+class JudgePromptOut(Schema):
+    id: int
+    name: str = Field(description="Name it in an llm_judge component's params.prompt")
+    version: int
+    latest: bool = Field(description="Whether this is the newest version of its name (used when params name no "
+                                     "prompt_version)")
+    text: str
+    description: str
+    content_hash: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_latest(obj):
+        return obj.version == obj.newest_version
+
+
+class JudgePromptPage(Page):
+    items: list[JudgePromptOut]
+
+
+class JudgePromptIn(Schema):
+    name: Slug
+    text: Text = Field(min_length=1, max_length=20_000,
+                       description="{prompt}, {reference}, {completion} (the whole completion) and {answer} (its "
+                                   "final answer) are filled in per sample; it must ask for a final "
+                                   "'VERDICT: correct|incorrect' line and may ask for a 'REASON:' line")
+    description: Text = Field("", max_length=2000)
+
+
 class IngestForm(Schema):
     dataset: Slug = Field(description="The dataset whose prompts the rollouts answer (matched or created there)")
     format: Literal[("", *INGEST_FORMATS)] = Field("", description="Empty: detect from the file")

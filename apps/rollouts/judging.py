@@ -9,8 +9,7 @@ from django.db.models import Q
 
 from apps.datasets.models import ModelVersion
 from apps.rollouts.models import JudgePrompt, JudgeVerdict
-from workers.generation.factory import make_backend
-from workers.rewards.judge import COMPONENT, Judge, Verdict
+from workers.rewards.judge import COMPONENT, Judge, Verdict, make_judge
 from workers.rewards.recipes import RecipeError
 
 
@@ -72,9 +71,10 @@ class DatabaseCache:
             for key, v in verdicts.items()], ignore_conflicts=True)  # two jobs judging the same text at once
 
 
-def judge_for(recipe_spec: dict) -> Judge | None:
-    """The Judge a recipe's llm_judge component asks, or None for a recipe without one.
-    Raises RecipeError when its model or prompt is gone, BackendUnavailable when its client cannot start."""
+def judge_settings(recipe_spec: dict) -> dict | None:
+    """What workers.rewards.judge.make_judge needs for the recipe's llm_judge component (plain JSON, so the GRPO
+    trainer can have it in its spec), or None for a recipe without one. Raises RecipeError when the judge's
+    model or prompt is gone."""
     found = judge_spec(recipe_spec)
     if found is None:
         return None
@@ -82,15 +82,19 @@ def judge_for(recipe_spec: dict) -> Judge | None:
     _, component = found
     params = component.get("params", {})
     model, prompt = judge_model(params["judge"]), judge_prompt(params)
-    concurrency = params.get("concurrency", 8)
-    config = dict(model.config or {})
-    if model.backend == "openai":
-        # Retried on 429 and 5xx only: a judge that timed out is reported (None, with the reason), not waited for.
-        config["openai"] = {**config.get("openai", {}), "max_concurrency": concurrency,
-                            "timeout_s": params.get("timeout_s", 60.0), "retry_statuses": [429],
-                            "retry_timeouts": False}
-    client = make_backend(model.backend, model.uri, config)
-    return Judge(client, prompt.text, name=model.name, prompt_version=str(prompt), cache=DatabaseCache(model, prompt),
-                 concurrency=concurrency if model.backend == "openai" else 1,  # a local model answers one at a time
-                 max_tokens=params.get("max_tokens", 512), chat=model.backend == "openai",
-                 domains=tuple(component.get("domains", ())))
+    return {"name": model.name, "model_version": model.pk, "backend": model.backend, "uri": model.uri,
+            "config": model.config or {}, "prompt_text": prompt.text, "prompt_version": str(prompt),
+            "prompt_id": prompt.pk, "domains": component.get("domains", []),
+            **{key: params[key] for key in ("concurrency", "timeout_s", "max_tokens") if key in params}}
+
+
+def judge_for(recipe_spec: dict) -> Judge | None:
+    """The Judge a recipe's llm_judge component asks, its answers cached in JudgeVerdict rows; None for a
+    recipe without one. Raises RecipeError when its model or prompt is gone, BackendUnavailable when its
+    client cannot start."""
+    settings = judge_settings(recipe_spec)
+    if settings is None:
+        return None
+    cache = DatabaseCache(ModelVersion.objects.get(pk=settings["model_version"]),
+                          JudgePrompt.objects.get(pk=settings["prompt_id"]))
+    return make_judge(settings, cache)

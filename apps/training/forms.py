@@ -15,6 +15,7 @@ from django.conf import settings
 
 from apps.datasets.models import Dataset, DatasetVersion, ModelVersion, Prompt
 from apps.rollouts.generation import SamplingForm, default_recipe_for
+from apps.rollouts.judging import judge_spec
 from apps.rollouts.models import RewardRecipe
 from workers.training.formats import SFT_FORMATS
 from workers.training.spec import (
@@ -174,6 +175,11 @@ class GRPOParamsForm(TrainingForm):
                                             label="… and accuracy falls for (steps)",
                                             help_text=help_text(GRPOSpec, "stop_falling_steps"))
 
+    allow_judge = forms.BooleanField(
+        required=False, label="Allow judge in training (slow)",
+        help_text="Let a recipe with a judge model (llm_judge) score GRPO's completions: every completion of every "
+                  "step waits on a call to the judge")
+
     clean_template = SamplingForm.clean_template
 
     def clean(self):
@@ -188,6 +194,10 @@ class GRPOParamsForm(TrainingForm):
         if data.get("dataset") and not Prompt.objects.filter(dataset=data["dataset"]).exists():
             self.add_error("dataset", f"{data['dataset'].name} has no prompts: import some first "
                                       "(GRPO samples completions of its prompts)")
+        if data.get("recipe") and judge_spec(data["recipe"].spec) and not data.get("allow_judge"):
+            self.add_error("recipe", f"{data['recipe']} asks a judge model (llm_judge): every completion of every "
+                                     "step would wait on a call to it, which is slow. Tick \"Allow judge in training "
+                                     "(slow)\" to train with it anyway, or choose a recipe of rule rewards")
         return data
 
     def preview(self) -> dict:

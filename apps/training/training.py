@@ -28,6 +28,7 @@ from apps.jobs import launching
 from apps.jobs.kinds import job_kind
 from apps.jobs.runner import JobCancelled
 from apps.rollouts.generation import template_text
+from apps.rollouts.judging import judge_settings
 from apps.rollouts.models import RewardRecipe, Rollout
 from apps.rollouts.rows import rollout_row
 from apps.rollouts.tokens import TOKENS_KEY, write_rollouts
@@ -262,7 +263,8 @@ def _spec(job, params: dict, run: Run, rows: int, resume) -> TrainSpec:
     else:
         knobs = ("num_generations", "steps_per_generation", "max_completion_length", "temperature", "top_p", "beta",
                  "epsilon", "loss_type", "use_vllm", "stop_format_at", "stop_falling_steps")
-        grpo = GRPOSpec(recipe=RewardRecipe.objects.get(pk=params["recipe"]).spec, **{k: params[k] for k in knobs},
+        recipe = RewardRecipe.objects.get(pk=params["recipe"]).spec
+        grpo = GRPOSpec(recipe=recipe, **{k: params[k] for k in knobs}, judge=judge_settings(recipe),
                         capture_tokens=params.get("capture_tokens", default(GRPOSpec, "capture_tokens")))
         max_steps = params["max_steps"]
     return TrainSpec(

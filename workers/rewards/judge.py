@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from workers.generation.base import BackendError, SamplingParams
+from workers.generation.factory import make_backend
 from workers.rewards.base import Reward, Sample
 from workers.rewards.extract import split_completion
 
@@ -222,6 +223,23 @@ class Judge:
 
     def close(self) -> None:
         self.client.close()
+
+
+def make_judge(settings: dict, cache: VerdictCache | None = None) -> Judge:
+    """A Judge from plain settings, which the app resolves from a recipe (apps/rollouts/judging.py) and the
+    GRPO trainer reads from its spec: name, backend, uri, config (a ModelVersion's), prompt_text,
+    prompt_version, and the component's concurrency, timeout_s, max_tokens and domains."""
+    config = dict(settings.get("config") or {})
+    concurrency = settings.get("concurrency", 8)
+    chat = settings["backend"] == "openai"
+    if chat:  # retried on 429 and 5xx only: a judge that timed out is reported (None, with the reason), not waited for
+        config["openai"] = {**config.get("openai", {}), "max_concurrency": concurrency,
+                            "timeout_s": settings.get("timeout_s", 60.0), "retry_statuses": [429],
+                            "retry_timeouts": False}
+    client = make_backend(settings["backend"], settings["uri"], config)
+    return Judge(client, settings["prompt_text"], name=settings["name"], prompt_version=settings["prompt_version"],
+                 cache=cache, concurrency=concurrency if chat else 1,  # a local model answers one call at a time
+                 max_tokens=settings.get("max_tokens", 512), chat=chat, domains=tuple(settings.get("domains", ())))
 
 
 def judge_component(sample: Sample, *, judge: int | str, prompt: str = "default", prompt_version: int | None = None,

@@ -73,6 +73,8 @@ class GRPOSpec:
     epsilon: float = _field(10.0, "Clip epsilon of the policy ratio")
     loss_type: str = _field("grpo", "grpo, dapo, dr_grpo or bnpo (how token losses are averaged)")
     use_vllm: bool = _field(False, "Generate with vLLM, colocated (GPU workers)")
+    judge: dict | None = _field(None, "The recipe's judge model as the app resolved it (workers.rewards.judge."
+                                      "make_judge); its answers are cached in memory, for the run only")
     scoring_processes: int = _field(1, "Processes scoring completions with the recipe")
     scoring_timeout_s: float = _field(20.0, "Seconds one completion may take to score")
     record_rollouts: bool = _field(True, "Store every scored completion as a rollout")

@@ -124,6 +124,7 @@ def build_sft(spec: TrainSpec, events: EventWriter):
 def build_grpo(spec: TrainSpec, events: EventWriter):
     from trl import GRPOConfig, GRPOTrainer
 
+    from workers.rewards.judge import MemoryCache, make_judge
     from workers.rewards.pool import ScoringPool
     from workers.training.rewards import RecipeRewards
 
@@ -209,7 +210,8 @@ def build_grpo(spec: TrainSpec, events: EventWriter):
     tokenizer = _tokenizer(spec.model_path)
     token_bytes = TokenBytes(tokenizer) if grpo.capture_tokens else None
     eos_ids = _eos_token_ids(spec.model_path, tokenizer)
-    pool = ScoringPool(grpo.recipe, processes=grpo.scoring_processes, timeout_s=grpo.scoring_timeout_s)
+    judge = make_judge(grpo.judge, MemoryCache()) if grpo.judge else None  # no database here: a run's own cache
+    pool = ScoringPool(grpo.recipe, processes=grpo.scoring_processes, timeout_s=grpo.scoring_timeout_s, judge=judge)
     rewards = RecipeRewards(grpo.recipe, pool, eos_ids, grpo.max_completion_length)
     args = GRPOConfig(
         **_common_args(spec),

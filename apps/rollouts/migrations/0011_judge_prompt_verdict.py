@@ -59,15 +59,3 @@ class Migration(migrations.Migration):
         ),
     ]
 
-
-def default_judge_prompt(apps, schema_editor):
-    """The built-in judge prompt, version 1 of `default` (a later change to the text is a new version)."""
-    from workers.rewards.judge import DEFAULT_PROMPT, text_hash
-
-    JudgePrompt = apps.get_model("rollouts", "JudgePrompt")
-    JudgePrompt.objects.get_or_create(name="default", version=1, defaults={
-        "text": DEFAULT_PROMPT, "content_hash": text_hash(DEFAULT_PROMPT),
-        "description": "Built in: the final answer against the reference, a REASON line, then a VERDICT line"})
-
-
-Migration.operations.append(migrations.RunPython(default_judge_prompt, migrations.RunPython.noop))
