@@ -153,7 +153,7 @@ class RolloutFilterForm(forms.Form):
             rollouts = _search(rollouts, data["q"].strip())
         return rollouts
 
-    def page(self, after: str | None, per_page: int = PER_PAGE):
+    def page(self, after: str | None, per_page: int = PER_PAGE, before: str | None = None):
         field, descending = SORTS[self.cleaned_data["sort"] or "newest"]
         # A row shows the start of each text: 50 rows of 5 MB completions must not cross the wire.
         rollouts = self.rollouts().only(*LIST_COLUMNS).annotate(
@@ -162,7 +162,7 @@ class RolloutFilterForm(forms.Form):
         )
         if field in TOKEN_SORT_COLUMNS:
             rollouts = rollouts.annotate(token_value=F(field))
-        return keyset_page(rollouts, after, per_page, field=field, descending=descending)
+        return keyset_page(rollouts, after, per_page, field=field, descending=descending, before=before)
 
 
 def _component_range(rollouts, component: str, low, high):

@@ -26,15 +26,14 @@ OTHER_CHECKPOINTS = 20
 @permission_required("rollouts.view_rollout", raise_exception=True)
 def rollout_list(request):
     form = RolloutFilterForm(request.GET)
-    context = {"form": form, "query": _query_without(request.GET, "after")}
+    context = {"form": form, "query": _query_without(request.GET, "after", "before")}
     if not form.is_valid():
         return render(request, "rollouts/list.html", context, status=400)
     try:
-        context["page"] = form.page(request.GET.get("after"))
+        context["page"] = form.page(request.GET.get("after"), before=request.GET.get("before"))
     except ValueError as exc:
         context["bad_cursor"] = str(exc)
         return render(request, "rollouts/list.html", context, status=400)
-    context["first_page"] = not request.GET.get("after")
     if not request.htmx:
         return render(request, "rollouts/list.html", context)
     response = render(request, "rollouts/_results.html", context)

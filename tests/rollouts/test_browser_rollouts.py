@@ -68,6 +68,12 @@ def test_filter_search_page_deep_open_a_rollout_its_group_and_the_dashboard(page
         expect(rows.first.locator("td:first-child")).not_to_have_text(ids[0])  # the swap landed
         expect(page).to_have_url(re.compile(r"after="))
     expect(rows).to_have_count(11)  # 161 = 3 × 50 + 11
+    last_page_first_id = rows.first.locator("td:first-child").inner_text()
+    page.locator("#previous-page").click()
+    expect(rows).to_have_count(50)
+    expect(page).to_have_url(re.compile(r"before="))
+    page.locator("#next-page").click()
+    expect(rows.first.locator("td:first-child")).to_have_text(last_page_first_id)  # back where it was
     page.screenshot(path=artifacts / "rollouts-page-4.png", full_page=True)
 
     page.goto("/rollouts/?q=nasty")

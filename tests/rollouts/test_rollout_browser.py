@@ -133,6 +133,14 @@ def test_keyset_pages_visit_every_row_once_in_order_across_ties(admin_client, ru
     assert seen == [r.pk for r in expected]
     assert pages == 3
 
+    pages_back, before = [], response.context["page"].previous_before  # from the last page back to the first
+    while before:
+        response = browse(admin_client, sort=sort, before=before)
+        pages_back.insert(0, ids(response))
+        before = response.context["page"].previous_before
+    assert [len(p) for p in pages_back] == [50, 50]
+    assert sum(pages_back, []) == seen[:100]
+
 
 def test_filter_state_lives_in_the_url_and_htmx_gets_only_the_results(admin_client, run):
     full = browse(admin_client, correct="yes", sort="reward")
@@ -152,7 +160,7 @@ def test_filter_state_lives_in_the_url_and_htmx_gets_only_the_results(admin_clie
     ({"component_min": "1"}, "name the reward component"),
     ({"component": "a' OR 1=1"}, "slug"),
     ({"job": "1; drop table"}, "Enter a whole number"),
-    ({"sort": "reward", "after": "not-a-cursor"}, "must be a cursor"),
+    ({"sort": "reward", "after": "not-a-cursor"}, "must come from a page"),
     ({"after": "x'"}, "must be a row id"),
     ({"model": "999999"}, "Select a valid choice"),
 ])
