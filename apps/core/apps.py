@@ -12,10 +12,11 @@ class CoreConfig(AppConfig):
     def ready(self):
         from django.apps import apps
 
-        from apps.core.roles import ensure_roles
+        from apps.core.roles import PRODUCT_APPS, ensure_roles
 
         # Sent after the last product app migrates, when every permission exists.
-        post_migrate.connect(ensure_roles, sender=apps.get_app_config("curation"), dispatch_uid="r1studio-roles")
+        last = [config for config in apps.get_app_configs() if config.label in PRODUCT_APPS][-1]
+        post_migrate.connect(ensure_roles, sender=last, dispatch_uid="r1studio-roles")
         connection_created.connect(private_sqlite_file, dispatch_uid="r1studio-private-sqlite")
 
 
