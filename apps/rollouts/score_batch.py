@@ -68,8 +68,10 @@ def item_score(scored: dict) -> dict:
 
 
 def score_items(recipe_spec: dict, items: list[dict], processes: int | None = None,
-                each: Callable[[int], None] | None = None) -> list[dict]:
-    """The scores of `items` in order, across at most one process per core; `each(done)` after every item.
+                each: Callable[[int], None] | None = None,
+                judge_figures: Callable[[dict], None] | None = None) -> list[dict]:
+    """The scores of `items` in order, across at most one process per core; `each(done)` after every item, and
+    for a recipe with a judge model `judge_figures` with its calls, cached answers and tokens so far.
 
     Raises SandboxUnavailable for a recipe with code_accuracy where the sandbox cannot start."""
     processes = max(1, min(len(items), processes or os.cpu_count() or 1))
@@ -79,6 +81,8 @@ def score_items(recipe_spec: dict, items: list[dict], processes: int | None = No
             scores.append(item_score(scored))
             if each:
                 each(len(scores))
+            if judge_figures and pool.judge:
+                judge_figures(pool.judge.counts.figures())
     return scores
 
 
@@ -169,7 +173,8 @@ def run_score_batch(ctx) -> dict:
         if done % PROGRESS_EVERY == 0:
             ctx.check_cancelled()
 
-    scores = score_items(recipe.spec, items, processes=params.get("processes"), each=each)
+    scores = score_items(recipe.spec, items, processes=params.get("processes"), each=each,
+                         judge_figures=lambda figures: ctx.report(**figures))
     write_scores(ctx.job.pk, recipe, scores)
     return {"recipe": str(recipe), "items": len(scores),
             "mean_reward": statistics.fmean(s["total_reward"] for s in scores) if scores else None,
