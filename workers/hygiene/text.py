@@ -27,12 +27,12 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
 
 # Sentence punctuation and quotes: what a copy changes without changing what it says. Operators
 # (+ - * / = < > ^ ( ) %) stay, so "2+2" and "2-2" remain different texts.
-_SENTENCE_PUNCTUATION = re.compile(r"[.,;:!?\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026]+")
-_SPACE = re.compile(r"\s+")
+_SENTENCE_PUNCTUATION = frozenset(".,;:!?\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026")
+_WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s]")
 
 
 def canonical(text: str) -> str:
-    """The text as an exact-duplicate check compares it: normalised, sentence punctuation and quotes
-    taken out, runs of white space made one space. Two texts differing only in case, spacing or
-    punctuation have the same canonical form."""
-    return _SPACE.sub(" ", _SENTENCE_PUNCTUATION.sub(" ", normalize(text))).strip()
+    """The text as an exact-duplicate check compares it: normalised words and symbols one space
+    apart, sentence punctuation and quotes left out. Two texts differing only in case, spacing or
+    punctuation have the same canonical form ("72.</think>" and "72 </think>" too)."""
+    return " ".join(t for t in _WORD_OR_SYMBOL.findall(normalize(text)) if t not in _SENTENCE_PUNCTUATION)
