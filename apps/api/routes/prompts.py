@@ -33,7 +33,7 @@ def list_prompts(request, query: Query[PromptQuery]):
     return page(prompts, query.after, query.limit)
 
 
-@router.patch("/prompts/{prompt_id}", response={200: PromptOut, **READ_ONE},
+@router.patch("/prompts/{int:prompt_id}", response={200: PromptOut, **READ_ONE},
               summary="Mark one prompt reasoning or non-reasoning", description="Needs `datasets.change_prompt`.")
 def mark_prompt(request, prompt_id: int, payload: PromptMarkIn):
     require_perm(request, "datasets.change_prompt")
