@@ -10,7 +10,8 @@ _xdist = os.environ.get("PYTEST_XDIST_WORKER", "")
 # R1_TEST_SLOT=N keeps a second pytest run on this machine apart (its own Redis databases and data folder;
 # give it its own DATABASE_URL too).
 _slot = int(os.environ.get("R1_TEST_SLOT", "0"))
-_redis_db = (int(_xdist.removeprefix("gw")) + 1 if _xdist else 0) + 4 * _slot
+# Three databases a slot (a run alone, or xdist's gw0 and gw1): slots 0-4 fit Redis's default 16.
+_redis_db = (int(_xdist.removeprefix("gw")) + 1 if _xdist else 0) + 3 * _slot
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 os.environ["CELERY_BROKER_URL"] = f"{os.environ.get('TEST_REDIS_URL', 'redis://127.0.0.1:6379')}/{_redis_db}"
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
