@@ -51,7 +51,9 @@ class JobContext:
         self.done += n
 
     def report(self, **figures) -> None:
-        """Update figures shown on the job page while it runs; they are kept in the job's result."""
+        """Update figures shown on the job page while it runs; they are kept in the job's result.
+        `stage` (which pass of a job with several is running) is shown beside the progress and dropped
+        when the job succeeds."""
         self.live_result = {**self.live_result, **figures}
 
     def log(self, message: str) -> None:
@@ -121,6 +123,7 @@ def execute(job_id: int, worker: str) -> str:
     try:
         ctx.log(f"started on {worker} (attempt {job.attempts})")
         ctx.report(**(KINDS[job.kind].run(ctx) or {}))
+        ctx.live_result.pop("stage", None)  # where a running job is; a failed one keeps it, to say where it stopped
         status = Job.Status.SUCCEEDED
         ctx.log("succeeded")
     except JobCancelled:

@@ -470,7 +470,9 @@ def test_a_failed_job_says_which_line_and_lands_nothing(dataset, tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_upload_page_launches_a_job_that_a_worker_runs(celery_worker, admin_client, dataset, users, tmp_path):
-    content = "".join(json.dumps(ours(i)) + "\n" for i in range(20)).encode()
+    # Half of them bring a reference answer and no verdict: the job page offers to score those.
+    content = "".join(json.dumps(ours(i, **({"reference_answer": str(i + 1)} if i % 2 else {}))) + "\n"
+                      for i in range(20)).encode()
     options = {"dataset": dataset.pk, "format": "", "partial": "on", "model_name": "external-model"}
     with override_settings(UPLOAD_DIR=tmp_path):
         preview = admin_client.post(reverse("rollout_ingest"), {"file": SimpleUploadedFile("run.jsonl", content),
@@ -487,8 +489,12 @@ def test_the_upload_page_launches_a_job_that_a_worker_runs(celery_worker, admin_
     assert set(Rollout.objects.values_list("model_version__name", flat=True)) == {"external-model"}
     event = AuditEvent.objects.get(action="rollouts.ingest")
     assert (event.actor, event.via) == (users["admin"], "job")
+    assert (job.progress_done, job.progress_total) == (20, 20)  # records, not records × passes
+    assert "stage" not in job.result  # a finished job is in no stage
     page = admin_client.get(reverse("job_detail", args=[job.pk])).content.decode()
     assert "landed" in page
+    assert "10 of the landed rollouts have a reference answer but no correctness verdict" in page
+    assert f'{reverse("job_new", args=["score_rollouts"])}?job={job.pk}' in page
 
 
 def test_the_upload_page_refuses_viewers_and_reports_bad_uploads(admin_client, users, dataset):

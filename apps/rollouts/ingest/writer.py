@@ -43,6 +43,7 @@ class IngestResult:
     source_sha256: str = ""
     correct_rule: str = ""  # how is_correct was decided
     already_ingested_by: int | None = None  # the earlier job that landed the same source: nothing landed now
+    unscored_with_reference: int = 0  # landed without a correctness verdict though their prompt has a reference
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -226,9 +227,9 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
     how = SourceOptions(affixes=tuple(template_affixes()), instructions=(*VERL_INSTRUCTIONS, instruction.strip()),
                         correct_score=correct_score, correct_recipe=str(recipe or ""),
                         reward_weights=_reward_weights(path, reward_columns, ctx) if fmt == "trl" else None)
-    counted = count_source(path, fmt)
-    total = 2 * counted if counted is not None else None  # two passes: validate, then write
-    ctx.progress(0, total)
+    # Two passes over the records, validate then write, each counted from 0 to the number of records.
+    ctx.report(stage="validating")
+    ctx.progress(0, count_source(path, fmt))
     ctx.log(f"validating {path.name} ({fmt}) for dataset {dataset.name}")
 
     result = IngestResult(job_id=job.pk, source_sha256=source_digest(path, fmt),
@@ -266,7 +267,8 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
     result.ignored_fields = sorted(ignored)[:MAX_IGNORED_FIELDS]
     if result.rejected_count:
         ctx.log(f"{result.rejected_count} of {result.records} records rejected; landing the others")
-    ctx.progress(result.records, 2 * result.records)
+    ctx.report(stage="writing")
+    ctx.progress(0, result.records)
     ctx.check_cancelled()
 
     # Pass 2: in one transaction, find or create the prompts and models, then write the rows in chunks.
@@ -289,7 +291,7 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
                 result.landed += write_rollouts(rows)
                 stored, rows, chars = stored + len(rows), [], 0
             if number % CANCEL_CHECK_EVERY == 0:
-                ctx.progress(result.records + number)
+                ctx.progress(number)
                 ctx.check_cancelled()
         if rows:
             result.landed += write_rollouts(rows)
@@ -298,11 +300,14 @@ def ingest_file(path, fmt: str, *, dataset: Dataset, ctx, partial: bool = False,
         audit.record(job.created_by, "rollouts.ingest", job, via="job", landed=result.landed,
                      rejected_count=result.rejected_count, duplicates=result.duplicates, format=fmt, file=path.name,
                      dataset=dataset.name)
-    ctx.progress(2 * result.records, 2 * result.records)
+    ctx.progress(result.records, result.records)
     if recipe is not None:
         landed = Rollout.objects.filter(job=job)
+        ctx.report(stage=f"deciding correctness with {recipe}")
         ctx.progress(0, landed.count())
         rescore(landed, recipe, ctx, only_correctness=True)
+    result.unscored_with_reference = (Rollout.objects.filter(job=job, is_correct__isnull=True)
+                                      .exclude(prompt__reference_answer="").count())
     ctx.log(f"landed {result.landed} rollouts; {result.duplicates} duplicates in the file, "
             f"{result.already_stored} already stored, {result.rejected_count} rejected")
     return result
