@@ -110,7 +110,8 @@ def test_the_rollout_page_shows_the_verdict_and_the_reason(judged, rollouts, adm
     assert "3 is not 2" in html  # the judge's reason, for "What is 1 + 1?" answered 3
 
 
-def test_a_judge_answering_nonsense_or_timing_out_scores_none_with_the_reason(judge_server, judged, rollouts):
+def test_a_judge_answering_nonsense_or_timing_out_scores_none_with_the_reason(judge_server, judged, rollouts,
+                                                                           admin_client):
     judge_server.reply = lambda message: "Great question! The answer has many interesting aspects."
     judge_server.script = [("hang", 8.0)]  # one call gets no answer within timeout_s (5 s)
     job = score(judged, rollouts)
@@ -123,6 +124,10 @@ def test_a_judge_answering_nonsense_or_timing_out_scores_none_with_the_reason(ju
     assert sum("no answer within 5" in r for r in reasons) == 1
     assert JudgeVerdict.objects.count() == 9  # the timed-out one is asked again next time
     assert len(judge_server.posts()) == 10  # the timeout was not retried
+    shown = next(r for r in Rollout.objects.filter(job=rollouts)
+                 if "malformed" in r.rewards["llm_judge"]["details"]["reason"])
+    html = admin_client.get(reverse("rollout_detail", args=[shown.pk])).content.decode()
+    assert "malformed verdict" in html and "Great question!" in html  # the reason, and what the judge said
 
 
 def test_recipes_naming_a_missing_judge_or_prompt_are_refused_naming_the_field(judge_model):

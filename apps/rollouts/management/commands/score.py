@@ -12,6 +12,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.rollouts.cli import recipe_named
+from apps.rollouts.judging import judge_for
 from workers.rewards.base import Sample
 from workers.rewards.pool import ScoringPool
 
@@ -29,7 +30,8 @@ class Command(BaseCommand):
         records = [_read(number, line) for number, line in enumerate(sys.stdin.buffer, start=1)]
         samples = [_sample(r) for r in records if "error" not in r]
         failed = 0
-        with ScoringPool(recipe.spec, processes=opts["processes"], timeout_s=opts["timeout"]) as pool:
+        with ScoringPool(recipe.spec, processes=opts["processes"], timeout_s=opts["timeout"],
+                         judge=judge_for(recipe.spec)) as pool:
             scores = pool.map(samples)
             for record in records:
                 if "error" in record:
