@@ -204,6 +204,12 @@ def test_the_grpo_form_refuses_a_judge_unless_the_operator_allows_it(judged, dat
     job = launching.launch("grpo", params | {"allow_judge": True}, enqueue=False)
     assert job.params["allow_judge"] is True
 
+    from apps.training.training import Run, _spec
+
+    judge = _spec(job, job.params, Run(job), rows=10, resume=None).grpo.judge  # what the trainer is given
+    assert judge["name"] == "judge-v3" and judge["backend"] == "openai" and judge["concurrency"] == 4
+    assert judge["prompt_text"] == DEFAULT_PROMPT and judge["prompt_version"] == "default v1"
+
 
 @pytest.fixture
 def api(client, users, settings):

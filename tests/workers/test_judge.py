@@ -208,3 +208,28 @@ def test_a_local_model_that_answers_nonsense_gives_none_with_the_reason(tiny_pat
     assert [v.correct for v in verdicts] == [None, None]
     assert all(re.search("malformed verdict|cut at max_tokens|answered nothing", v.reason) for v in verdicts)
     assert j.counts.calls == 2 and j.counts.completion_tokens > 0
+
+
+def test_the_grpo_trainer_path_judges_from_its_spec_with_a_run_cache(server):
+    from workers.rewards.judge import make_judge
+    from workers.training.rewards import RecipeRewards
+    from workers.training.spec import GRPOSpec, TrainSpec
+
+    server.reply = grader
+    recipe = {"components": [{"name": "llm_judge", "params": {"judge": "judge-model", "concurrency": 2}}]}
+    settings = {"name": "judge-model", "backend": "openai", "uri": MODEL, "config": {"base_url": server.url},
+                "prompt_text": TEMPLATE, "prompt_version": "test v1", "concurrency": 2, "timeout_s": 5}
+    spec = TrainSpec(kind="grpo", model_path="m", data_path="d", run_dir="r", checkpoint_dir="c", final_dir="f",
+                     max_steps=1, learning_rate=1e-6, per_device_batch_size=2,
+                     grpo=GRPOSpec(recipe=recipe, judge=settings, num_generations=2))
+    assert TrainSpec.from_json(spec.to_json()).grpo.judge == settings  # what the trainer reads back
+
+    with ScoringPool(recipe, processes=1, judge=make_judge(settings, MemoryCache())) as pool:
+        rewards = RecipeRewards(recipe, pool, eos_token_ids=[0], max_completion_length=64)
+        columns = {"reference": ["42", "42"], "tests": ["[]", "[]"], "question": ["q", "q"],
+                   "domain": ["general", "general"], "language": ["en", "en"]}
+        completions = ["<think>a</think>\n42", "<think>b</think>\n41"]
+        values = rewards.functions()[0](["p", "p"], completions, [[1, 0], [1, 0]], **columns)
+        assert values == [1.0, 0.0]
+        rewards.functions()[0](["p", "p"], list(completions), [[1, 0], [1, 0]], **columns)  # the next step
+    assert len(server.posts()) == 2  # the same completions again: from the run's cache
