@@ -1,15 +1,16 @@
 """Exact and near-duplicate texts: clusters of texts that say the same thing.
 
 Exact duplicates share a hash of their canonical form (`text.canonical`: case, spacing and sentence
-punctuation ignored). Near duplicates share most word 5-shingles: MinHash signatures estimate the
+punctuation ignored). Near duplicates share most 5-shingles of those tokens (words, and symbols such
+as + and =, which change what a worked solution says): MinHash signatures estimate the
 Jaccard similarity of two texts' shingle sets, LSH banding proposes candidate pairs, each candidate
 is verified by its estimated Jaccard against the threshold, and union-find joins verified pairs into
 clusters.
 
 Sized for a million examples on a small machine. Signatures are computed with numpy for a batch of
-texts at once, never per text and per permutation in Python: each word is hashed once per batch
+texts at once, never per text and per permutation in Python: each token is hashed once per batch
 (blake2b, stable across processes, so signatures of two runs compare), a shingle's hash is a sum of
-its words' hashes under position constants, and permutation p of a shingle hash h is the
+its tokens' hashes under position constants, and permutation p of a shingle hash h is the
 multiply-shift hash (a_p·h + b_p) >> 32, evaluated for a block of shingles × all permutations and
 reduced to per-text minima with `np.minimum.reduceat`. datasketch's `MinHash.bulk` was the other
 choice: it builds one Python object per text and hashes shingle by shingle in Python, several times
@@ -26,31 +27,36 @@ from itertools import chain
 import numpy as np
 from datasketch import MinHashLSH
 
-from workers.hygiene.text import canonical, words
+from workers.hygiene.text import canonical, tokens
 
 NUM_PERM = 128
-SHINGLE_WORDS = 5
+SHINGLE_SIZE = 5
 DEFAULT_THRESHOLD = 0.8
 SEED = 1
 LSH_WEIGHTS = (0.1, 0.9)  # false positives, false negatives: see lsh_layout
 BLOCK_ROWS = 1 << 13  # shingles per MinHash block: NUM_PERM × BLOCK_ROWS × 8 bytes (8 MB, cache-sized) in flight
-VERIFY_CHUNK = 200_000  # candidate pairs compared per numpy step
+TOKEN_CACHE = 1_000_000  # token hashes remembered between batches (~100 MB at most)
+VERIFY_CHUNK = 20_000  # candidate pairs compared per numpy step (two 10 MB row copies)
 _U64 = np.uint64
 
 
 def exact_key(text: str) -> bytes:
     """16 bytes naming the text's canonical form: equal for texts that differ only in case, spacing
     or punctuation."""
-    return hashlib.blake2b(canonical(text).encode(), digest_size=16).digest()
+    return _key(canonical(text))
 
 
-def shingles(text: str, size: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
-    """The text's word shingles (a text shorter than `size` words is one shingle): the sets whose
-    Jaccard similarity MinHash estimates. For exact comparisons (tests, a naive baseline, a GRPO group)."""
-    tokens = words(text)
-    if len(tokens) < size:
-        return {tuple(tokens)} if tokens else set()
-    return {tuple(tokens[i:i + size]) for i in range(len(tokens) - size + 1)}
+def _key(canonical_text: str) -> bytes:
+    return hashlib.blake2b(canonical_text.encode(), digest_size=16).digest()
+
+
+def shingles(text: str, size: int = SHINGLE_SIZE) -> set[tuple[str, ...]]:
+    """The text's 5-shingles of tokens (a text shorter than `size` tokens is one shingle): the sets
+    whose Jaccard similarity MinHash estimates. For exact comparisons (tests, a naive baseline, a GRPO group)."""
+    found = tokens(text)
+    if len(found) < size:
+        return {tuple(found)} if found else set()
+    return {tuple(found[i:i + size]) for i in range(len(found) - size + 1)}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -76,25 +82,27 @@ class Signer:
     """Exact keys and MinHash signatures for texts, a batch at a time; `add` as often as needed, then
     read `keys`, `signatures` and `lengths` (one row per text added, in order)."""
 
-    def __init__(self, num_perm: int = NUM_PERM, shingle_words: int = SHINGLE_WORDS, seed: int = SEED,
+    def __init__(self, num_perm: int = NUM_PERM, shingle_size: int = SHINGLE_SIZE, seed: int = SEED,
                  minhash: bool = True):
         self.minhash = minhash  # False: exact keys only (an exact run needs no signatures)
         rng = np.random.default_rng(seed)
-        self.num_perm, self.shingle_words = num_perm, shingle_words
+        self.num_perm, self.shingle_size = num_perm, shingle_size
         self._a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * _U64(2) + _U64(1)  # odd multipliers
         self._b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-        self._position = rng.integers(1, 2**63, size=shingle_words, dtype=np.uint64) * _U64(2) + _U64(1)
+        self._position = rng.integers(1, 2**63, size=shingle_size, dtype=np.uint64) * _U64(2) + _U64(1)
         self._keys: list[bytes] = []
+        self._token_hashes: dict[str, int] = {}
         self._signatures: list[np.ndarray] = []
         self._lengths: list[np.ndarray] = []
 
     def add(self, texts: Sequence[str]) -> None:
         if not texts:
             return
-        self._keys.extend(exact_key(t) for t in texts)
+        split = [tokens(t) for t in texts]  # one pass over each text serves both the key and the shingles
+        self._keys.extend(_key(" ".join(t)) for t in split)
         self._lengths.append(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)))
         if self.minhash:
-            self._signatures.append(self._sign([words(t) for t in texts]))
+            self._signatures.append(self._sign(split))
 
     @property
     def keys(self) -> list[bytes]:
@@ -108,17 +116,26 @@ class Signer:
     def signatures(self) -> np.ndarray:
         """(texts, num_perm) uint32; a text with no words has the all-ones row and matches nothing."""
         if len(self._signatures) > 1:
-            self._signatures = [np.concatenate(self._signatures)]
+            # Copied into one array a batch at a time, each batch let go once copied: at a million
+            # texts a plain concatenate would hold the signatures twice (2 × 512 MB).
+            whole = np.empty((sum(len(s) for s in self._signatures), self.num_perm), dtype=np.uint32)
+            at = 0
+            while self._signatures:
+                batch = self._signatures.pop(0)
+                whole[at:at + len(batch)] = batch
+                at += len(batch)
+            self._signatures = [whole]
         return self._signatures[0] if self._signatures else np.zeros((0, self.num_perm), dtype=np.uint32)
 
     def _sign(self, docs: list[list[str]]) -> np.ndarray:
         every_word = list(chain.from_iterable(docs))
-        # Each distinct word of the batch hashed once; map() over a dict's lookup runs at C speed.
-        index = {word: i for i, word in enumerate(dict.fromkeys(every_word))}
-        distinct = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little") for w in index),
-            dtype=np.uint64, count=len(index))
-        word_hashes = distinct[np.fromiter(map(index.__getitem__, every_word), dtype=np.int64, count=len(every_word))]
+        # Token hashes are kept between batches (most tokens recur), so each batch hashes only its new ones.
+        cache = self._token_hashes
+        if len(cache) > TOKEN_CACHE:
+            cache.clear()
+        for token in set(every_word).difference(cache):
+            cache[token] = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+        word_hashes = np.fromiter(map(cache.__getitem__, every_word), dtype=np.uint64, count=len(every_word))
         counts = np.fromiter((len(doc) for doc in docs), dtype=np.int64, count=len(docs))
         shingle_hashes, owners = self._shingle_hashes(word_hashes, counts)
         signatures = np.full((len(docs), self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
@@ -138,7 +155,7 @@ class Signer:
 
     def _shingle_hashes(self, word_hashes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One hash per word shingle of every text, and the text each belongs to (ascending)."""
-        k = self.shingle_words
+        k = self.shingle_size
         per_text = np.where(counts >= k, counts - k + 1, (counts > 0).astype(np.int64))
         text_starts = np.cumsum(counts) - counts
         owners = np.repeat(np.arange(len(counts)), per_text)
@@ -245,8 +262,8 @@ def find_clusters(signer: Signer, method: str = "near", threshold: float = DEFAU
     signatures = signer.signatures if method == "near" else None
     if method == "near":
         uniques = np.fromiter(first_of.values(), dtype=np.int64, count=len(first_of))
-        has_words = signatures[uniques].min(axis=1) != np.iinfo(np.uint32).max
-        uniques = uniques[has_words]
+        has_words = signatures.min(axis=1) != np.iinfo(np.uint32).max  # a reduction: no copy of the signatures
+        uniques = uniques[has_words[uniques]]
         pairs = candidate_pairs(signatures, uniques, threshold)
         verified = pairs[estimated_jaccard(signatures, pairs) >= threshold] if len(pairs) else pairs
         if len(verified):

@@ -27,12 +27,18 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
 
 # Sentence punctuation and quotes: what a copy changes without changing what it says. Operators
 # (+ - * / = < > ^ ( ) %) stay, so "2+2" and "2-2" remain different texts.
-_SENTENCE_PUNCTUATION = frozenset(".,;:!?\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026")
+_SENTENCE_PUNCTUATION = str.maketrans(dict.fromkeys(".,;:!?\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026", " "))
 _WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s]")
 
 
+def tokens(text: str) -> list[str]:
+    """Normalised words and symbols, sentence punctuation and quotes left out: what duplicate checks
+    compare. One regex pass (str.translate drops the punctuation first, at C speed)."""
+    return _WORD_OR_SYMBOL.findall(normalize(text).translate(_SENTENCE_PUNCTUATION))
+
+
 def canonical(text: str) -> str:
-    """The text as an exact-duplicate check compares it: normalised words and symbols one space
-    apart, sentence punctuation and quotes left out. Two texts differing only in case, spacing or
-    punctuation have the same canonical form ("72.</think>" and "72 </think>" too)."""
-    return " ".join(t for t in _WORD_OR_SYMBOL.findall(normalize(text)) if t not in _SENTENCE_PUNCTUATION)
+    """The text as an exact-duplicate check compares it: its tokens one space apart. Two texts
+    differing only in case, spacing or punctuation have the same canonical form ("72.</think>" and
+    "72 </think>" too)."""
+    return " ".join(tokens(text))
