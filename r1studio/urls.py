@@ -4,6 +4,7 @@ from django.urls import include, path
 from apps.core import views as core
 from apps.datasets import views as datasets
 from apps.jobs import views as jobs
+from apps.rollouts import judge_views
 from apps.rollouts import views as rollouts
 from apps.training import views as training
 from r1studio import views
@@ -39,6 +40,7 @@ urlpatterns = [
     path("rollouts/<int:pk>/raw", rollouts.rollout_raw, name="rollout_raw"),
     path("rollouts/<int:pk>/group", rollouts.rollout_group, name="rollout_group"),
     path("rollouts/ingest", rollouts.rollout_ingest, name="rollout_ingest"),
+    path("rollouts/judge-prompts", judge_views.judge_prompt_list, name="judge_prompt_list"),
     path("", include("apps.curation.urls")),
     path("", include("apps.decontam.urls")),
     path("", include("apps.dedup.urls")),

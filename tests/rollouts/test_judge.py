@@ -240,3 +240,26 @@ def test_judge_prompts_through_the_api(api):
     assert "VERDICT" in bad.json()["detail"][0]["msg"]
     assert api("admin", "post", {"name": "no spaces", "text": text}).status_code == 422
     assert [p["version"] for p in api("viewer", "get", {"name": "short"}).json()["items"]] == [2, 1]
+
+
+def test_the_judge_prompts_page_lists_versions_and_saves_a_new_one(client, users):
+    from apps.core.models import AuditEvent
+
+    client.force_login(users["viewer"])
+    page = client.get(reverse("judge_prompt_list"))
+    assert page.status_code == 200 and "default" in page.content.decode()
+    assert "Save a judge prompt" not in page.content.decode()  # a viewer may not save one
+    assert client.post(reverse("judge_prompt_list"), {"name": "x", "text": "{answer} VERDICT"}).status_code == 403
+    assert reverse("judge_prompt_list") in client.get(reverse("rollout_list")).content.decode()
+
+    client.force_login(users["admin"])
+    text = "Is {answer} the same as {reference}?\nREASON: ...\nVERDICT: correct or incorrect"
+    saved = client.post(reverse("judge_prompt_list"), {"name": "same", "text": text})
+    assert saved.status_code == 302
+    prompt = JudgePrompt.latest("same")
+    assert prompt.version == 1 and prompt.created_by == users["admin"]
+    assert AuditEvent.objects.filter(action="judge_prompt.create", via="web").count() == 1
+    assert "<span class=\"ok\">saved</span>" in client.get(saved["Location"]).content.decode()
+    bad = client.post(reverse("judge_prompt_list"), {"name": "same", "text": "Is {answer} right?"})
+    assert bad.status_code == 400 and "VERDICT" in bad.content.decode()
+    assert JudgePrompt.objects.filter(name="same").count() == 1
