@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from apps.rollouts.models import Rollout
 from workers.hygiene.near_dup import exact_key, jaccard, shingles
 
-DIFF_TOKENS = 8_000  # SequenceMatcher is quadratic at worst: compare the first 8k words and spaces of each
+DIFF_CHARS = 200_000  # of each text compared; lines past it are left out and the diff says so
+BLOCK_WORDS_SQUARED = 3_000 * 3_000  # aligning a changed block's words is quadratic (~1 s here): past it, whole
 NEAR_IDENTICAL = 0.9  # word 5-shingle Jaccard from which two completions of a group count as the same
 NEAR_CHARS = 100_000  # of each completion compared for near-identity (shingle sets of 5 MB texts are slow)
 
@@ -76,21 +77,68 @@ class Diff:
     similarity: float
 
 
-_TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
+# A word or a symbol with the spaces after it: a lone space token, the commonest of all, made the
+# word alignment slow (each match of it is a candidate) without making it better.
+_TOKEN = re.compile(r"\w+\s*|[^\w\s]\s*|\s+")
+_UNIT = re.compile(r"[^\n.!?]+(?:[.!?]+\s*|\n|$)|[.!?\n]+\s*")  # a line, or a sentence of a long line
+_TOKEN_GLUE = re.compile(r"[ \t,;:]{1,3}")  # spaces or a comma between two changes: not "=" or "+" in sums
 
 
 def word_diff(old: str, new: str) -> Diff:
-    old_tokens, new_tokens = _TOKEN.findall(old), _TOKEN.findall(new)
-    truncated = len(old_tokens) > DIFF_TOKENS or len(new_tokens) > DIFF_TOKENS
-    old_tokens, new_tokens = old_tokens[:DIFF_TOKENS], new_tokens[:DIFF_TOKENS]
-    matcher = difflib.SequenceMatcher(None, old_tokens, new_tokens)
-    pieces = []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    """Changed phrases, not changed characters. Sentences and lines are aligned first, then the words
+    inside each run of changed ones, and a space or comma between two changes joins them: "the cat
+    sat" → "a dog sat" reads as one replaced phrase. (Words alone, past 200 of them, SequenceMatcher's
+    autojunk dropped the space between words as noise and the diff fell apart into characters; without
+    autojunk, 4,000 words took minutes.)"""
+    old_lines, new_lines = _UNIT.findall(old), _UNIT.findall(new)
+    truncated = len(old) > DIFF_CHARS or len(new) > DIFF_CHARS
+    if truncated:
+        old_lines, new_lines = _first_chars(old_lines), _first_chars(new_lines)
+    lines = difflib.SequenceMatcher(None, old_lines, new_lines)
+    runs = []  # [same_text, removed, added]: same_text None marks a change
+    for op, i1, i2, j1, j2 in lines.get_opcodes():
+        removed, added = "".join(old_lines[i1:i2]), "".join(new_lines[j1:j2])
         if op == "equal":
-            pieces.append(DiffPiece("same", "".join(old_tokens[i1:i2])))
+            runs.append([removed, "", ""])
+        else:
+            _word_runs(removed, added, runs)
+    pieces = []
+    for same, removed, added in runs:
+        if same is not None:
+            pieces.append(DiffPiece("same", same))
             continue
-        if i2 > i1:
-            pieces.append(DiffPiece("removed", "".join(old_tokens[i1:i2])))
-        if j2 > j1:
-            pieces.append(DiffPiece("added", "".join(new_tokens[j1:j2])))
-    return Diff(pieces, truncated, matcher.ratio())
+        if removed:
+            pieces.append(DiffPiece("removed", removed))
+        if added:
+            pieces.append(DiffPiece("added", added))
+    return Diff(pieces, truncated, lines.ratio())
+
+
+def _first_chars(lines: list[str]) -> list[str]:
+    kept, size = [], 0
+    for line in lines:
+        if size + len(line) > DIFF_CHARS:
+            kept.append(line[: DIFF_CHARS - size])
+            break
+        kept.append(line)
+        size += len(line)
+    return kept
+
+
+def _word_runs(old: str, new: str, runs: list) -> None:
+    """Append the word-level runs of one block of changed lines to `runs`."""
+    old_words, new_words = _TOKEN.findall(old), _TOKEN.findall(new)
+    if len(old_words) * len(new_words) > BLOCK_WORDS_SQUARED:  # too much changed to align word by word
+        runs.append([None, old, new])
+        return
+    words = difflib.SequenceMatcher(None, old_words, new_words, autojunk=False)
+    for op, i1, i2, j1, j2 in words.get_opcodes():
+        removed, added = "".join(old_words[i1:i2]), "".join(new_words[j1:j2])
+        glue = op == "equal" and i2 < len(old_words) and _TOKEN_GLUE.fullmatch(removed)
+        if op == "equal" and not (glue and runs and runs[-1][0] is None):
+            runs.append([removed, "", ""])
+        elif runs and runs[-1][0] is None:
+            runs[-1][1] += removed  # a change after a change, or the space or comma between two changes
+            runs[-1][2] += added if op != "equal" else removed
+        else:
+            runs.append([None, removed, added])

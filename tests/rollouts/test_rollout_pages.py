@@ -124,7 +124,7 @@ def test_the_diff_of_two_rollouts(admin_client, job, prompt):
     a, b = add_rollouts(job, prompt, [solved("72", "48 + 24 = 72"), solved("71", "48 + 23 = 71")])
     response = admin_client.get(reverse("rollout_diff"), {"a": a.pk, "b": b.pk}, HTTP_HX_REQUEST="true")
     html = response.content.decode()
-    assert "<del>24</del><ins>23</ins>" in html and "<del>72</del><ins>71</ins>" in html
+    assert "<del>24 </del><ins>23 </ins>= <del>72</del><ins>71</ins>" in html
     assert "<html" not in html
     c, d = add_rollouts(job, prompt, ["<script>alert(1)</script>", "<b>bold</b>"])
     hostile = admin_client.get(reverse("rollout_diff"), {"a": c.pk, "b": d.pk}).content.decode()
@@ -136,3 +136,14 @@ def test_the_diff_of_two_rollouts(admin_client, job, prompt):
 def test_word_diff_of_huge_texts_is_bounded():
     diff = word_diff("a b " * 100_000, "b a " * 100_000)
     assert diff.truncated and diff.pieces
+
+
+def test_word_diff_shows_changed_phrases_even_deep_in_a_long_text():
+    def shown(diff):
+        return [(p.op, p.text) for p in diff.pieces if p.op != "same"]
+
+    assert shown(word_diff("the cat sat on the mat.", "a dog sat on a rug.")) == [
+        ("removed", "the cat "), ("added", "a dog "), ("removed", "the mat"), ("added", "a rug")]
+    steps = "".join(f"Step {i}: add {i} and {i + 1} to get {2 * i + 1}. " for i in range(2_000))  # one long line
+    changed = steps.replace("to get 2001.", "to get 2002.")
+    assert shown(word_diff(steps, changed)) == [("removed", "2001"), ("added", "2002")]
