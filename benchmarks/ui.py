@@ -53,8 +53,8 @@ def fill(n_rollouts: int) -> None:
     from apps.jobs.models import Job
 
     with connection.cursor() as c:
-        c.execute("TRUNCATE rollouts_rollout, datasets_prompt, jobs_job, training_modelversion, datasets_dataset "
-                  "RESTART IDENTITY CASCADE")
+        c.execute("TRUNCATE rollouts_rollouttokens, rollouts_rollout, datasets_prompt, jobs_job, "
+                  "training_modelversion, datasets_dataset RESTART IDENTITY CASCADE")
     rng = random.Random(0)
     words = ["we", "need", "the", "value", "of", "x", "so", "that", "both", "sides", "hold", "first", "compute",
              "then", "simplify", "so", "therefore", "the", "sum", "of", "squares", "is", "equal", "hence", "the",
@@ -83,7 +83,7 @@ def fill(n_rollouts: int) -> None:
             INSERT INTO rollouts_rollout (job_id, prompt_id, model_version_id, step, "group", sample_index,
                 prompt_text, completion, reasoning, answer, completion_tokens, finish_reason, total_reward,
                 rewards, advantage, is_correct, format_ok, language_consistency, length_chars, has_reflection,
-                shape_flags, created_at)
+                shape_flags, metadata, created_at)
             SELECT j.id, %(first_prompt)s + (g / %(group)s) %% %(prompts)s, %(model)s,
                    (g %% %(per_job)s) / %(per_step)s, (g / %(group)s) %% %(prompts_per_step)s, g %% %(group)s,
                    'User: question ' || g / %(group)s,
@@ -93,7 +93,7 @@ def fill(n_rollouts: int) -> None:
                    jsonb_build_object('math_accuracy', jsonb_build_object('value', r.correct, 'weight', 1.0),
                                       'format', jsonb_build_object('value', r.fmt, 'weight', 0.5)),
                    r.correct - 0.3, r.correct = 1, r.fmt = 1, 0.9 + (g %% 11) / 100.0, length(v.t) + 40,
-                   g %% 9 = 0, CASE WHEN g %% 200 = 0 THEN 1 ELSE 0 END, now()
+                   g %% 9 = 0, CASE WHEN g %% 200 = 0 THEN 1 ELSE 0 END, '{}'::jsonb, now()
             FROM generate_series(0, %(n)s - 1) AS g
             JOIN bench_jobs j ON j.n = g / %(per_job)s
             JOIN variants v ON v.i = (g::bigint * 7919) %% %(variants)s
@@ -104,9 +104,23 @@ def fill(n_rollouts: int) -> None:
              "per_job": per_job, "per_step": per_step, "prompts_per_step": PROMPTS_PER_STEP,
              "variants": TEXT_VARIANTS, "n": per_job * JOBS},
         )
+        # Every rollout gets a token trace's summaries (the arrays are empty: the browser never reads them).
+        # Max entropy spreads over 0-6 nats, a tail of 1 in 20 above 5, as sampled GRPO completions do.
+        c.execute(
+            """
+            INSERT INTO rollouts_rollouttokens (rollout_id, job_id, n_tokens, token_ids, logprobs, entropy, top_k,
+                pieces, vocab_ids, entropy_kind, max_entropy, mean_entropy, mean_logprob, min_logprob)
+            SELECT id, job_id, completion_tokens, '', '', '', 0, '', true, 'sampled',
+                   h.u * 5 + CASE WHEN h.tail THEN 1 ELSE 0 END, h.u, -h.u / 2, -h.u * 4
+            FROM rollouts_rollout
+            CROSS JOIN LATERAL (SELECT ((hashint8(id)::bigint % 1000 + 1000) % 1000) / 1000.0 AS u,
+                                       (hashint8(id + 7)::bigint % 20 = 0) AS tail) h
+            """
+        )
         c.execute("ANALYZE rollouts_rollout")
+        c.execute("ANALYZE rollouts_rollouttokens")
         c.execute("ANALYZE datasets_prompt")
-    print(f"filled {per_job * JOBS:,} rollouts in {time.perf_counter() - started:.0f} s")
+    print(f"filled {per_job * JOBS:,} rollouts and their token summaries in {time.perf_counter() - started:.0f} s")
 
 
 def rollout_count() -> int:
@@ -145,8 +159,9 @@ def main() -> None:
     from apps.core.pagination import in_order
     from apps.jobs.models import Job
     from apps.rollouts.browse import SORTS, RolloutFilterForm
+    from apps.rollouts.models import RolloutTokens
 
-    if rollout_count() != args.rollouts // JOBS * JOBS:
+    if rollout_count() != args.rollouts // JOBS * JOBS or not RolloutTokens.objects.exists():
         fill(args.rollouts)
     job = Job.objects.order_by("pk")[JOBS // 2].pk
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_superuser": True, "is_staff": True})
@@ -170,6 +185,13 @@ def main() -> None:
         ("search 'aquarium' (question)", {"q": "aquarium"}, 1),
         ("page 100", {}, 100),
         ("page 100 of the filtered", {"job": job, "correct": "yes", "reward_min": "1", "sort": "reward"}, 100),
+        # The token lens: the same job with and without a filter on its rollouts' max token entropy, and its
+        # rollouts sorted by it (an index range scan on (job, max_entropy, rollout)).
+        ("one job", {"job": job}, 1),
+        ("one job, max token entropy >= 5", {"job": job, "entropy_min": "5"}, 1),
+        ("one job, by max token entropy", {"job": job, "sort": "max_entropy"}, 1),
+        ("page 100 of one job by max token entropy", {"job": job, "sort": "max_entropy"}, 100),
+        ("all jobs, max token entropy >= 5", {"entropy_min": "5"}, 1),
     ]
     rows = []
     for name, params, page in cases:
