@@ -122,6 +122,29 @@ def test_a_saved_template_replaces_the_built_in_text(solver, dataset, prompts):
     assert Rollout.objects.get(job=job, prompt=prompts[6]).prompt_text == "Reply kindly: Greet friend 0.\nReply:"
 
 
+def test_with_the_chat_template_the_text_is_the_users_message_and_plain_drops_an_apis_reasoning(
+        server, dataset, prompts):
+    server.reply = lambda asked: "<think> Brief. </think> Hi!" if COT_WORDS in asked else "Hi!"
+    model = api_model(server.url)
+    job = run("generate", {"dataset": dataset.pk, "model_version": model.pk, "template": "chat",
+                           "non_reasoning_mode": "cot", "limit": 7})
+    assert job.status == "succeeded", job.error
+    asked = next(post["body"]["messages"] for post in server.posts()
+                 if "Greet friend 0." in post["body"]["messages"][-1]["content"])
+    assert asked == render_non_reasoning("cot", "Greet friend 0.", chat=True)
+    assert asked == [{"role": "user", "content": NON_REASONING_TEMPLATES["cot"][1].format(question="Greet friend 0.")}]
+    greeting = Rollout.objects.get(job=job, prompt=prompts[6])
+    assert (greeting.reasoning, greeting.answer) == ("Brief.", "Hi!")
+    # A reasoning model's API sends its reasoning apart (DeepSeek's reasoning_content) even when asked for none.
+    server.reasoning = "The user says hello."
+    job = run("generate", {"dataset": dataset.pk, "model_version": model.pk, "template": "chat",
+                           "non_reasoning_mode": "plain", "limit": 7})
+    assert job.status == "succeeded", job.error
+    greeting = Rollout.objects.get(job=job, prompt=prompts[6])
+    assert "The user says hello." in greeting.completion
+    assert (greeting.reasoning, greeting.answer) == ("", "Hi!")
+
+
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0, sft_steps=0)
