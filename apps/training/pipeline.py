@@ -4,7 +4,12 @@ the jobs behind it, and the job (kind and prefilled parameters) that would run i
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from django.db.models import Count, Q
+from django.urls import reverse
+
 from apps.datasets.models import Dataset, DatasetVersion, ModelVersion
+from apps.decontam.models import DecontamCheck, Match
+from apps.dedup.models import DedupRun
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
@@ -39,6 +44,7 @@ class StageView:
     evaluations: list = field(default_factory=list)
     status: str = "not run"
     launch: tuple[str, dict] | None = None
+    hygiene: list = field(default_factory=list)  # HygieneLine: what was checked of the data, with its evidence
 
     @property
     def launch_query(self) -> str:
@@ -47,6 +53,14 @@ class StageView:
     @property
     def launch_label(self) -> str:
         return KINDS[self.launch[0]].label if self.launch else ""
+
+
+@dataclass
+class HygieneLine:
+    """One check of the rejection-sampled data: its figures in words and where the evidence is."""
+    name: str
+    summary: str
+    links: list = field(default_factory=list)  # (label, url)
 
 
 def lineage_root(model: ModelVersion) -> ModelVersion:
@@ -89,7 +103,10 @@ def pipeline_for(base: ModelVersion) -> list[StageView]:
     rejection_jobs = [j for j in jobs if j.kind == "rejection_sample" and _param(j, "model_version") in reasoning_ids]
     rejection_versions = list(DatasetVersion.objects.filter(
         provenance__job__in=[j.pk for j in rejection_jobs if j.status == Job.Status.SUCCEEDED]))
-    newest_rejection = max(rejection_versions, key=lambda v: v.pk, default=None)
+    # Decontamination and de-duplication write new versions from a rejection version: the newest of
+    # those is what the SFT should train on.
+    checks, runs, cleaned = _checks_of(rejection_versions)
+    newest_rejection = max(rejection_versions + cleaned, key=lambda v: v.pk, default=None)
 
     # Distilled models descend from another base: find them through the SFT jobs on this lineage's data.
     rejection_version_ids = [v.pk for v in rejection_versions]
@@ -116,7 +133,79 @@ def pipeline_for(base: ModelVersion) -> list[StageView]:
 
     _add_datasets_and_evaluations(views)
     _add_launches(views, base, newest, newest_rejection)
+    by_key = {v.key: v for v in views}
+    by_key[Stage.REJECTION_SFT].hygiene = _hygiene(rejection_jobs, checks, runs)
     return views
+
+
+CLEANING_HOPS = 4  # decontaminated, then de-duplicated, then again: a chain longer than this is not followed
+
+
+def _checks_of(versions: list[DatasetVersion]):
+    """The decontamination checks and de-duplication runs of `versions` and of the versions they wrote,
+    and those written versions."""
+    checks, runs, cleaned, frontier = [], [], [], [v.pk for v in versions]
+    for _ in range(CLEANING_HOPS):
+        if not frontier:
+            break
+        new_checks = list(DecontamCheck.objects.filter(version__in=frontier).annotate(
+            confirmed=Count("matches", filter=Q(matches__decision=Match.Decision.CONFIRMED)),
+            dismissed=Count("matches", filter=Q(matches__decision=Match.Decision.DISMISSED))))
+        new_runs = list(DedupRun.objects.filter(version__in=frontier))
+        checks += new_checks
+        runs += new_runs
+        frontier = [x.output_version_id for x in new_checks + new_runs if x.output_version_id]
+        cleaned += DatasetVersion.objects.filter(pk__in=frontier)
+    return checks, runs, cleaned
+
+
+def _hygiene(rejection_jobs: list[Job], checks: list, runs: list) -> list[HygieneLine]:
+    """The judge, the non-reasoning share, decontamination and de-duplication of the rejection-sampled
+    data, each with its counts and a link to its evidence; a check not run yet says so."""
+    done = [j for j in rejection_jobs if j.status == Job.Status.SUCCEEDED]
+    lines = []
+
+    judged = [j for j in done if j.result.get("judge_calls") or j.result.get("judge_cached")]
+    if judged:
+        calls, cached, no_verdict = (sum(j.result.get(key, 0) for j in judged)
+                                     for key in ("judge_calls", "judge_cached", "judge_no_verdict"))
+        lines.append(HygieneLine("Judge", f"{calls} calls, {cached} answered from the cache, {no_verdict} without a "
+                                          "verdict", [(f"job #{j.pk}", reverse("job_detail", args=[j.pk]))
+                                                      for j in judged]))
+    else:
+        lines.append(HygieneLine("Judge", "no rejection job used a judge (an llm_judge component in its recipe)"))
+
+    mixed = [j for j in done if "kept_non_reasoning" in j.result]
+    if mixed:
+        newest = max(mixed, key=lambda j: j.pk)
+        r = newest.result
+        share = r.get("non_reasoning_share")
+        lines.append(HygieneLine("Non-reasoning share", (
+            f"{r.get('kept_reasoning', 0)} reasoning and {r.get('kept_non_reasoning', 0)} non-reasoning examples "
+            f"kept; {r.get('non_reasoning_in_version', r.get('kept_non_reasoning', 0))} non-reasoning in the "
+            f"version" + (f" (share {share:.2f})" if isinstance(share, float) else "")),
+            [(f"job #{newest.pk}", reverse("job_detail", args=[newest.pk]))]))
+    else:
+        lines.append(HygieneLine("Non-reasoning share", "no non-reasoning prompts sampled"))
+
+    if checks:
+        lines.append(HygieneLine("Decontamination", "; ".join(
+            f"{c.examples_checked} examples against {c.benchmark_prompts} benchmark prompts at n={c.n}: "
+            f"{c.match_count} matches, {c.confirmed} confirmed, {c.dismissed} dismissed, "
+            f"{c.match_count - c.confirmed - c.dismissed} to review"
+            + (f", {c.removed_count} removed" if c.output_version_id else "") for c in checks),
+            [(f"check #{c.pk}", c.get_absolute_url()) for c in checks]))
+    else:
+        lines.append(HygieneLine("Decontamination", "not checked against any benchmark"))
+
+    if runs:
+        lines.append(HygieneLine("De-duplication", "; ".join(
+            f"{r.get_method_display()}, {r.get_scope_display()}: {r.cluster_count} clusters, "
+            f"{r.duplicate_count} duplicates" + (f", {r.dropped_count} dropped" if r.output_version_id else "")
+            for r in runs), [(f"run #{r.pk}", r.get_absolute_url()) for r in runs]))
+    else:
+        lines.append(HygieneLine("De-duplication", "not de-duplicated"))
+    return lines
 
 
 def _status(view: StageView) -> str:

@@ -3,8 +3,10 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from apps.datasets.models import Dataset, ModelVersion
+from apps.datasets.models import Dataset, Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
+from apps.decontam.models import DecontamCheck, Match
+from apps.dedup.models import DedupRun
 from apps.jobs.models import Job
 from apps.rollouts.models import RewardRecipe
 from apps.training.models import Evaluation
@@ -144,3 +146,54 @@ def test_evaluations_show_with_their_pass_at_1(admin_client, base, dataset):
 def test_the_model_list_links_each_version_to_its_pipeline(admin_client, base):
     html = admin_client.get(reverse("model_list")).content.decode()
     assert f'href="{reverse("pipeline", args=[base.pk])}"' in html
+
+
+def test_the_rejection_stage_shows_what_was_checked_of_its_data_and_trains_on_the_cleaned_version(
+        admin_client, base, dataset):
+    cold = trained("tiny-cold", Stage.COLD_START, base, "sft")
+    rl = trained("tiny-rl", Stage.REASONING_RL, cold, "grpo")
+    stages, html = page(admin_client, base)
+    not_yet = {line.name: line.summary for line in stages["rejection_sft"].hygiene}
+    assert not_yet == {"Judge": "no rejection job used a judge (an llm_judge component in its recipe)",
+                       "Non-reasoning share": "no non-reasoning prompts sampled",
+                       "Decontamination": "not checked against any benchmark", "De-duplication": "not de-duplicated"}
+
+    # A rejection job that judged and mixed in non-reasoning data, with the result keys those jobs write.
+    rejection = job("rejection_sample", model_version=rl.pk, dataset=dataset.pk)
+    rejection.result = {"judge_calls": 40, "judge_cached": 8, "judge_no_verdict": 2, "kept_reasoning": 30,
+                        "kept_non_reasoning": 12, "non_reasoning_in_version": 10, "non_reasoning_share": 0.25}
+    rejection.save()
+    out = Dataset.objects.create(name="rs-out")
+    examples = [Example.objects.create(dataset=out, messages=[{"role": "user", "content": f"q{i}"}],
+                                       content_hash=f"h{i}") for i in range(3)]
+    sampled = freeze_version(out, examples, provenance={"job": rejection.pk})
+    benchmark = Dataset.objects.create(name="bench")
+    leaked = Prompt.objects.create(dataset=benchmark, question="q0", content_hash="b0")
+    check = DecontamCheck.objects.create(job=job("decontaminate"), version=sampled, n=10, examples_checked=3,
+                                         benchmark_prompts=1, match_count=2)
+    for example, decision in [(examples[0], Match.Decision.CONFIRMED), (examples[1], Match.Decision.PENDING)]:
+        Match.objects.create(decontam_check=check, example=example, position=0, part=Match.Part.PROMPT,
+                             benchmark_prompt=leaked, shared_ngrams=3, decision=decision)
+    decontaminated = freeze_version(out, examples[1:])
+    check.output_version, check.removed_count = decontaminated, 1
+    check.save()
+    run = DedupRun.objects.create(version=decontaminated, cluster_count=1, duplicate_count=1, dropped_count=1)
+    deduplicated = freeze_version(out, examples[2:])
+    run.output_version = deduplicated
+    run.save()
+
+    stages, html = page(admin_client, base)
+    lines = {line.name: line for line in stages["rejection_sft"].hygiene}
+    assert lines["Judge"].summary == "40 calls, 8 answered from the cache, 2 without a verdict"
+    assert lines["Non-reasoning share"].summary == (
+        "30 reasoning and 12 non-reasoning examples kept; 10 non-reasoning in the version (share 0.25)")
+    assert lines["Decontamination"].summary == ("3 examples against 1 benchmark prompts at n=10: 2 matches, "
+                                                "1 confirmed, 0 dismissed, 1 to review, 1 removed")
+    assert lines["De-duplication"].summary.endswith("1 clusters, 1 duplicates, 1 dropped")
+    for name, url in [("judge", reverse("job_detail", args=[rejection.pk])),
+                      ("decontamination", reverse("decontam_check", args=[check.pk])),
+                      ("de-duplication", reverse("dedup_run", args=[run.pk]))]:
+        assert f'id="hygiene-{name}"' in html and f'href="{url}"' in html
+    # The SFT trains on the end of the cleaning chain, not on what rejection sampling wrote.
+    assert stages["rejection_sft"].launch == ("sft", {"model_version": base.pk, "dataset_version": deduplicated.pk,
+                                                      "stage": "rejection_sft"})
