@@ -240,6 +240,11 @@ def test_the_check_page_shows_each_match_side_by_side_escaped(admin_client, chec
     assert "gsm8k-test prompt #" in page and "math500 prompt #" in page
     version_page = admin_client.get(reverse("version_detail", args=[check.version.pk])).content.decode()
     assert f'href="/decontam/new?version={check.version.pk}"' in version_page
+    launch_page = admin_client.get(reverse("decontam_new"), {"version": check.version.pk}).content.decode()
+    assert f'<option value="{check.version.pk}" selected>' in launch_page and 'id="import-benchmark"' in launch_page
+    job_page = admin_client.get(reverse("job_detail", args=[check.pk])).content.decode()
+    assert f'href="/decontam/{check.pk}/"' in job_page and "gsm8k-test" in job_page
+    assert admin_client.get(reverse("job_new", args=["decontaminate"]))["Location"] == reverse("decontam_new")
 
 
 def test_deciding_on_the_page_one_by_one_with_htmx_and_in_bulk(client, users, check):
