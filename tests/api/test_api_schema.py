@@ -18,6 +18,7 @@ from apps.api import tokens
 from apps.curation.models import Annotation, ReviewItem, ReviewQueue
 from apps.datasets.models import Example
 from apps.datasets.versions import freeze_version
+from apps.jobs import launching
 from apps.jobs.models import Job
 from r1studio.wsgi import application
 from tests.rollout_factory import add_prompt, add_rollouts, solved
@@ -60,9 +61,10 @@ def world(users, dataset):
     rollout = add_rollouts(job, add_prompt(dataset, "How many clips?"), [solved(), solved("71")])[0]
     item = ReviewItem.objects.create(queue=ReviewQueue.objects.create(name="fuzz"), rollout=rollout, position=1)
     annotation = Annotation.objects.create(item=item, annotator=admin)
+    dedup_run = launching.run_here("deduplicate", {"version": second.pk, "method": "exact"}).dedup_run
     _, token = tokens.issue_token(admin, "schemathesis")
     real = {"name": dataset.name, "version_id": first.pk, "a": first.pk, "b": second.pk, "job_id": job.pk,
-            "annotation_id": annotation.pk}
+            "annotation_id": annotation.pk, "run_id": dedup_run.pk}
     return {"Authorization": f"Bearer {token}"}, real
 
 
