@@ -66,9 +66,9 @@ def _cluster_rows(run: DedupRun):
 
 def _prepare(cluster: DuplicateCluster, run: DedupRun) -> DuplicateCluster:
     for member in cluster.members.all():
-        member.text, member.cut = shown_text(example_text(member.example.messages)[:SHOWN_CHARS + 1])
-        member.cut = member.cut or len(member.text) >= SHOWN_CHARS
-        member.text = member.text[:SHOWN_CHARS]
+        text = example_text(member.example.messages)
+        member.text, cut = shown_text(text[:SHOWN_CHARS])
+        member.cut = cut or len(text) > SHOWN_CHARS
         member.earlier = member.version_id != run.version_id
     return cluster
 
