@@ -12,7 +12,7 @@ from fractions import Fraction
 from apps.curation.coldstart import cold_start_text
 from apps.rollouts.models import Rollout
 from apps.rollouts.scoring import sample_for
-from workers.rewards.filters import apply_filters
+from workers.rewards.filters import apply_filters, truncated
 from workers.rewards.judge import COMPONENT as JUDGE
 
 
@@ -31,15 +31,13 @@ def example_text(rollout: Rollout) -> str:
 
 def drop_reason(rollout: Rollout, filters: list[str]) -> str | None:
     """Why a sample of a non-reasoning prompt is not kept (a short reason, counted by the job), or None."""
-    text = example_text(rollout)
-    if rollout.finish_reason == "length" or "</think>" not in text:
-        # The `truncated` filter also wants R1-Zero's </answer>, which a non-reasoning answer never has.
+    sample = sample_for(rollout.prompt, example_text(rollout), rollout.finish_reason)
+    if not truncated(sample).keep:  # whether or not the job's filters name it: a cut-off answer is never kept
         return "truncated"
     judged = (rollout.rewards or {}).get(JUDGE) or {}
     if judged.get("value") == 0.0:  # a judge that gave no verdict (None) decides nothing
         return "judged incorrect"
-    others = [name for name in filters if name != "truncated"]
-    verdict = apply_filters(sample_for(rollout.prompt, text, rollout.finish_reason), others)
+    verdict = apply_filters(sample, [name for name in filters if name != "truncated"])
     return None if verdict.keep else verdict.reason.split(":", 1)[0]
 
 

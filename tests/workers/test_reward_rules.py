@@ -186,6 +186,8 @@ FILTER_CASES = [
                  id="truncated: in the think"),
     pytest.param(truncated, {}, Sample("<think>x</think><answer>4"), "no closing </answer>",
                  id="truncated: in the answer"),
+    pytest.param(truncated, {}, Sample("x + y = 4, so\n</think>\n\nThe answer is $\\boxed{4}$."), None,
+                 id="truncated: R1's plain answer after a think block the template opened is kept"),
 ]
 
 

@@ -108,13 +108,16 @@ def repetition_loop(sample: Sample, *, n: int = 20, max_repeats: int = 10) -> Ve
 
 
 def truncated(sample: Sample) -> Verdict:
-    """Drop a completion cut off by the length cap or missing a closing tag."""
+    """Drop a completion cut off by the length cap or missing a closing tag: </think> always (the chat
+    template may have opened the think block), </answer> only where an <answer> was opened, since R1 and
+    its distilled models answer in plain text after </think>."""
     if sample.finish_reason == "length":
         return Verdict.drop("generation hit the length limit (finish_reason=length)")
     text = sample.completion
-    for tag in ("</think>", "</answer>"):
-        if tag not in text:
-            return Verdict.drop(f"no closing {tag}")
+    if "</think>" not in text:
+        return Verdict.drop("no closing </think>")
+    if "<answer>" in text and "</answer>" not in text:
+        return Verdict.drop("no closing </answer>")
     return KEEP
 
 
