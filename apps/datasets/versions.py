@@ -470,6 +470,11 @@ def provenance_summary(provenance: dict) -> str:
             f"; {dropped:,} duplicates dropped" if dropped else "")
     if provenance.get("from") == "all examples":
         return "all examples of the dataset"
+    if provenance.get("from") == "decontamination":
+        return (f"decontaminated (check #{provenance.get('decontam_check')}): {provenance.get('removed_count', 0):,} "
+                f"removed as matching {', '.join(provenance.get('benchmarks', []))}")
+    if provenance.get("from") == "de-duplication":
+        return f"de-duplicated (run #{provenance.get('dedup_run')}): {provenance.get('dropped', 0):,} dropped"
     if "job" in provenance:
         return f"made by job #{provenance['job']}"
     return ", ".join(f"{key}: {value}" for key, value in provenance.items())[:200] or "—"

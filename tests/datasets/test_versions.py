@@ -496,3 +496,13 @@ def test_actions_with_nothing_to_act_on_are_disabled(admin_client, dataset):
     assert f'href="{reverse("version_compose", args=[dataset.name])}">Compose a version…</a>' in listing
     compose = admin_client.get(reverse("version_compose", args=[dataset.name])).content.decode()
     assert '<button type="submit">Compose and freeze</button>' in compose
+
+
+def test_cleaned_versions_say_in_their_list_line_what_was_removed():
+    from apps.datasets.versions import provenance_summary
+
+    assert provenance_summary({"from": "decontamination", "decontam_check": 7, "job": 7, "removed_count": 1200,
+                               "benchmarks": ["aime", "math500"]}) == (
+        "decontaminated (check #7): 1,200 removed as matching aime, math500")
+    assert provenance_summary({"from": "de-duplication", "dedup_run": 3, "dropped": 42}) == (
+        "de-duplicated (run #3): 42 dropped")
