@@ -77,7 +77,7 @@ class DecontamParamsForm(forms.Form):
         if empty:
             raise forms.ValidationError(f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no prompts: "
                                         "import the benchmark's prompts first")
-        return list(benchmarks)  # stored as their ids (kinds.jsonable reads lists, not querysets)
+        return benchmarks
 
 
 @job_kind("decontaminate", "Check a version against benchmarks", DecontamParamsForm, own_page="decontam_new",

@@ -52,9 +52,6 @@ class DedupParamsForm(forms.Form):
             raise forms.ValidationError(f"{version} holds no examples: there is nothing to de-duplicate")
         return version
 
-    def clean_against(self):
-        return list(self.cleaned_data["against"])  # a list, which a job's parameters store as ids
-
     def clean(self):
         data = super().clean()
         version, against = data.get("version"), data.get("against")

@@ -50,9 +50,12 @@ def job_kind(name: str, label: str, params_form: type[forms.Form], **options):
 
 
 def jsonable(value):
-    """A form's cleaned value as a job parameter: a model instance by its primary key."""
+    """A form's cleaned value as a job parameter: a model instance by its primary key, a queryset (a
+    ModelMultipleChoiceField's value) as the list of its keys."""
     if isinstance(value, models.Model):
         return value.pk
+    if isinstance(value, models.QuerySet):
+        return list(value.values_list("pk", flat=True))
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     return value
