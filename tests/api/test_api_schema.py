@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from apps.api import tokens
 from apps.curation.models import Annotation, ReviewItem, ReviewQueue
-from apps.datasets.models import Example
+from apps.datasets.models import Dataset, Example
 from apps.datasets.versions import freeze_version
 from apps.jobs import launching
 from apps.jobs.models import Job
@@ -62,9 +62,12 @@ def world(users, dataset):
     item = ReviewItem.objects.create(queue=ReviewQueue.objects.create(name="fuzz"), rollout=rollout, position=1)
     annotation = Annotation.objects.create(item=item, annotator=admin)
     dedup_run = launching.run_here("deduplicate", {"version": second.pk, "method": "exact"}).dedup_run
+    benchmark = Dataset.objects.create(name="fuzz-bench")
+    add_prompt(benchmark, "q1")
+    check = launching.run_here("decontaminate", {"version": second.pk, "benchmarks": [benchmark.pk], "n": 8})
     _, token = tokens.issue_token(admin, "schemathesis")
     real = {"name": dataset.name, "version_id": first.pk, "a": first.pk, "b": second.pk, "job_id": job.pk,
-            "annotation_id": annotation.pk, "run_id": dedup_run.pk}
+            "annotation_id": annotation.pk, "run_id": dedup_run.pk, "check_id": check.pk}
     return {"Authorization": f"Bearer {token}"}, real
 
 
