@@ -192,9 +192,8 @@ class RewardRecipe(models.Model):
     @classmethod
     def save_spec(cls, name: str, spec: dict, user=None, description: str = "") -> "RewardRecipe":
         """Validate `spec`; return the version with this content, creating the next version if new."""
-        from workers.rewards.recipes import Recipe
-
         from apps.rollouts.judging import check_judge
+        from workers.rewards.recipes import Recipe
 
         recipe = Recipe.from_spec(spec)  # raises RecipeError naming the bad component field
         check_judge(recipe.to_spec())  # and names a judge model or judge prompt that does not exist
