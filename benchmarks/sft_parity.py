@@ -2,6 +2,7 @@
 
     python benchmarks/sft_parity.py [--steps 300] [--task small-sums] [--seed 0] [--paths job,plain,tiny]
                                     [--job-override lr_scheduler=constant_with_warmup,warmup_steps=0]
+                                    [--data built|built-decontaminated|miniature-unfiltered] [--train-seed S]
 
 On a scratch Postgres database (DATABASE_URL, else r1bench), from the miniature's base model and its
 frozen format examples (apps/training/miniature.py), the same recipe (batch 8, LR 3e-3 cosine, 10% warmup,
@@ -18,7 +19,9 @@ seed) three ways:
 Before training, the job's trainer (rebuilt in-process from its own spec.json and data.jsonl) and the plain
 one are compared: their rows, the SFTConfig each ends up with, and the first batch's token ids and loss
 masks. After it: the learning rate at a few steps, the loss, and held-out pass@1 through the project's
-evaluation job (200 prompts x 4 samples at t=0.6 / top-p 0.95 and at t=1.0).
+evaluation job (200 prompts x 4 samples at t=0.6 / top-p 0.95 and at t=1.0). `--data` and `--train-seed`
+train the plain and tiny paths on another draw of examples or with another seed: how much of a difference
+in pass@1 the data alone makes (the job and plain paths train bit for bit alike on the same rows).
 """
 
 import argparse
@@ -57,6 +60,30 @@ def plain_rows(version) -> list[dict]:
         question, answer = example.messages[0]["content"], example.messages[-1]["content"]
         rows.append({"prompt": R1_ZERO.format(question=question), "completion": answer})
     return rows
+
+
+# The examples the plain and tiny paths can train on instead of the miniature's frozen format version (which
+# leaves out every held-out and GRPO question): `r1studio tiny_model`'s own draw (seed + 1, nothing left out),
+# that draw with the miniature's questions left out, and the miniature's draw with nothing left out.
+DATA = ("miniature", "built", "built-decontaminated", "miniature-unfiltered")
+
+
+def other_rows(data: str, config) -> list[dict]:
+    from apps.training.miniature import TASKS
+    from workers.generation.templates import R1_ZERO
+    from workers.generation.tiny import worked_completion
+    from workers.synthetic import arithmetic_dataset
+
+    if data.startswith("built"):
+        problems = arithmetic_dataset(config.sft_steps * 8 + 1, seed=config.seed + 1)  # build_tiny_model's
+    else:
+        problems = arithmetic_dataset(config.sft_steps * 8, seed=30_000 + config.seed)  # _datasets' draw
+    if data == "built-decontaminated":
+        task = TASKS[config.task]
+        seen = {p["question"] for p in task(config.heldout, 10_000 + config.seed)
+                + task(config.train_prompts, 20_000 + config.seed)}
+        problems = [p for p in problems if p["question"] not in seen]
+    return [{"prompt": R1_ZERO.format(question=p["question"]), "completion": worked_completion(p)} for p in problems]
 
 
 def plain_trainer(model_path: str, rows: list[dict], steps: int, seed: int, output_dir: str):
@@ -121,6 +148,10 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=200)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--paths", default="job,plain,tiny")
+    parser.add_argument("--data", default="miniature", choices=DATA,
+                        help="The plain and tiny paths' examples (the job always trains on the miniature's)")
+    parser.add_argument("--train-seed", type=int, default=None, help="The plain and tiny paths' training seed "
+                        "(default --seed, which also draws the base model and the data)")
     parser.add_argument("--job-override", default="", help="k=v,... added to the job's parameters (e.g. the old "
                         "spec's lr_scheduler=constant_with_warmup,warmup_steps=0)")
     parser.add_argument("--out", default="", help="Where to write the args dumps and the figures (default: a temp dir)")
@@ -146,7 +177,9 @@ def main() -> None:
                              name=f"parity-{args.task}-{args.steps}-s{args.seed}")
     base = _base_model(settings.STORAGE_ROOT / "models", config)
     format_version, _train, heldout = _datasets(config)
-    rows = plain_rows(format_version)
+    job_rows = plain_rows(format_version)
+    rows = job_rows if args.data == "miniature" else other_rows(args.data, config)
+    train_seed = args.seed if args.train_seed is None else args.train_seed
     stamp = int(time.time())
     overrides = dict(kv.split("=", 1) for kv in args.job_override.split(",") if kv)
     overrides = {k: int(v) if v.isdigit() else v for k, v in overrides.items()}
@@ -173,9 +206,9 @@ def main() -> None:
             logs = [m.metrics | {"step": m.step} for m in StepMetric.objects.filter(job=job).order_by("step")]
             run_dir = Path(settings.STORAGE_ROOT) / "runs" / f"job-{job.pk}"
             if not overrides:
-                compare_before_training(run_dir, rows, base.uri, args.steps, args.seed, out)
+                compare_before_training(run_dir, job_rows, base.uri, args.steps, args.seed, out)
         elif path == "plain":
-            trainer = plain_trainer(base.uri, rows, args.steps, args.seed, str(out / "plain-run"))
+            trainer = plain_trainer(base.uri, rows, args.steps, train_seed, str(out / "plain-run"))
             trainer.train()
             folder = out / "plain-final"
             trainer.save_model(str(folder))
@@ -186,7 +219,7 @@ def main() -> None:
 
             tokenizer = AutoTokenizer.from_pretrained(base.uri)
             net = AutoModelForCausalLM.from_pretrained(base.uri)
-            losses = sft_format(net, tokenizer, rows, steps=args.steps, seed=args.seed)
+            losses = sft_format(net, tokenizer, rows, steps=args.steps, seed=train_seed)
             folder = out / "tiny-final"
             net.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
@@ -217,7 +250,8 @@ def main() -> None:
 
     print()
     print(f"SFT {args.steps} steps (batch 8, LR 3e-3 cosine, {args.steps // 10} warmup), seed {args.seed}; "
-          f"{len(rows)} examples; pass@1 on {args.heldout} held-out {args.task} prompts x {args.samples} samples"
+          f"{len(job_rows)} job examples, {len(rows)} {args.data} examples (training seed {train_seed}); "
+          f"pass@1 on {args.heldout} held-out {args.task} prompts x {args.samples} samples"
           + (f"; job overrides {overrides}" if overrides else ""))
     print("| path | pass@1 t=0.6 | pass@1 t=1.0 | loss, last tenth of the steps | LR at step 1 / after warmup / last |")
     print("|---|---:|---:|---:|---|")
