@@ -74,3 +74,19 @@ class AddIndexOnPostgres(migrations.AddIndex):
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor == "postgresql":
             super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
+class AddFieldInPlace(migrations.AddField):
+    """AddField that on SQLite adds the column in place (ADD COLUMN with a constant default). For a NOT NULL
+    field Django would rebuild the table there, and the rebuild recreates every index of the model state,
+    the Postgres-only ones too (a GIN over a search vector is not SQL SQLite can read)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "sqlite":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        field = model._meta.get_field(self.name)
+        definition, _ = schema_editor.column_sql(model, field)
+        default = schema_editor.quote_value(schema_editor.effective_default(field))
+        schema_editor.execute(f"ALTER TABLE {schema_editor.quote_name(model._meta.db_table)} ADD COLUMN "
+                              f"{schema_editor.quote_name(field.column)} {definition} DEFAULT {default}")

@@ -180,8 +180,9 @@ class TestSchema:
                 lists.append(path)
                 assert properties["total"]["type"] == "integer", path
                 assert properties["total_is_estimate"]["type"] == "boolean", path
-        assert sorted(lists) == ["/api/annotations", "/api/datasets", "/api/datasets/{name}/versions", "/api/jobs",
-                                 "/api/prompts", "/api/recipes", "/api/rollouts"]
+        assert sorted(lists) == ["/api/annotations", "/api/datasets", "/api/datasets/{name}/versions",
+                                 "/api/decontam/{check_id}/matches", "/api/dedup/runs/{run_id}/clusters", "/api/jobs",
+                                 "/api/judge-prompts", "/api/prompts", "/api/recipes", "/api/rollouts"]
 
     def test_the_docs_page_loads_nothing_from_outside(self, client):
         page = client.get("/api/docs")

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from apps.core.search import AddFieldInPlace
+
 
 class Migration(migrations.Migration):
 
@@ -10,7 +12,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
+        AddFieldInPlace(  # Prompt has a Postgres-only GIN index: no table rebuild on SQLite
             model_name='prompt',
             name='reasoning',
             field=models.BooleanField(default=True, help_text='False: a non-reasoning prompt (writing, facts, ...)'),
