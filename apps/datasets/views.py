@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import push_url
 
 from apps.core.pagination import keyset_page
 from apps.core.uploads import save_upload
@@ -67,7 +68,9 @@ def dataset_detail(request, name):
     context = {"dataset": dataset, "page": page, "q": shown.cleaned_data["q"], "shown": shown,
                "filter_query": urlencode({k: v for k, v in shown.cleaned_data.items() if v})}
     if request.htmx:
-        return render(request, "datasets/_prompt_rows.html", context)
+        # The form sends every field; the address bar gets only those set, so a shared link stays readable.
+        return push_url(render(request, "datasets/_prompt_rows.html", context),
+                        f"{request.path}?{context['filter_query']}" if context["filter_query"] else request.path)
     context["imports"] = dataset_imports(dataset)
     context["kind_counts"] = kind_counts(dataset)
     return render(request, "datasets/detail.html", context)
