@@ -22,6 +22,7 @@ from apps.core import audit
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, DatasetVersion, DatasetVersionExample, Example
 from apps.jobs.kinds import job_kind
+from workers.hashing import mix64
 
 CHUNK = 5000  # rows per query when reading or copying examples
 RANGE_CHUNK = 50_000  # positions of a version read per query when sampling it (two integers a row)
@@ -281,16 +282,6 @@ def run_compose(ctx) -> dict:
     return result
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: a bijection on 64-bit integers that scatters nearby inputs."""
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def _keys(seed: int, stream: str, version_id: int, positions: np.ndarray) -> np.ndarray:
     """A pseudo-random 64-bit key per position, fixed by (seed, stream, version).
 
@@ -298,7 +289,7 @@ def _keys(seed: int, stream: str, version_id: int, positions: np.ndarray) -> np.
     streams between releases, and a composed version must be reproducible from its provenance.
     """
     base = int.from_bytes(hashlib.blake2b(f"{seed}:{stream}:{version_id}".encode(), digest_size=8).digest())
-    return _mix64(positions.astype(np.uint64) ^ np.uint64(base))
+    return mix64(positions.astype(np.uint64) ^ np.uint64(base))
 
 
 def _sample_positions(version: DatasetVersion, count: int, seed: int, stream: str) -> np.ndarray:

@@ -159,35 +159,53 @@ class RolloutTokens(models.Model):
         return TokenTrace.from_columns(self)
 
 
-class RewardRecipe(models.Model):
-    """A stored reward recipe (workers.rewards.recipes); saving a changed spec makes a new version."""
+class NamedVersion(models.Model):
+    """Something stored by name and content: saving changed content makes the next version, saving the
+    same content again returns the version that has it (reward recipes, judge prompts)."""
 
     name = models.SlugField(max_length=100)
     version = models.PositiveIntegerField()
-    spec = models.JSONField()
     content_hash = models.CharField(max_length=64)
     description = models.TextField(blank=True)
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ["name", "-version"]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    @classmethod
+    def latest(cls, name: str):
+        return cls.objects.filter(name=name).order_by("-version").first()
+
+    @classmethod
+    def _store(cls, name: str, content_hash: str, user, description: str, **content):
+        existing = cls.objects.filter(name=name, content_hash=content_hash).first()
+        if existing:
+            return existing
+        latest = cls.latest(name)
+        return cls.objects.create(name=name, version=(latest.version + 1) if latest else 1,
+                                  content_hash=content_hash, description=description, created_by=user, **content)
+
+
+class RewardRecipe(NamedVersion):
+    """A stored reward recipe (workers.rewards.recipes); saving a changed spec makes a new version."""
+
+    spec = models.JSONField()
+
+    class Meta(NamedVersion.Meta):
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="recipe_version_unique"),
             models.UniqueConstraint(fields=["name", "content_hash"], name="recipe_content_unique"),
         ]
 
-    def __str__(self):
-        return f"{self.name} v{self.version}"
-
     def recipe(self):
         from workers.rewards.recipes import Recipe
 
         return Recipe.from_spec(self.spec)
-
-    @classmethod
-    def latest(cls, name: str) -> "RewardRecipe | None":
-        return cls.objects.filter(name=name).order_by("-version").first()
 
     @classmethod
     def save_spec(cls, name: str, spec: dict, user=None, description: str = "") -> "RewardRecipe":
@@ -197,14 +215,7 @@ class RewardRecipe(models.Model):
 
         recipe = Recipe.from_spec(spec)  # raises RecipeError naming the bad component field
         check_judge(recipe.to_spec())  # and names a judge model or judge prompt that does not exist
-        existing = cls.objects.filter(name=name, content_hash=recipe.content_hash).first()
-        if existing:
-            return existing
-        latest = cls.latest(name)
-        return cls.objects.create(
-            name=name, version=(latest.version + 1) if latest else 1, spec=recipe.to_spec(),
-            content_hash=recipe.content_hash, description=description, created_by=user,
-        )
+        return cls._store(name, recipe.content_hash, user, description, spec=recipe.to_spec())
 
 
 class PromptTemplate(models.Model):
@@ -229,32 +240,18 @@ class PromptTemplate(models.Model):
             raise ValidationError({"text": str(exc)}) from None
 
 
-class JudgePrompt(models.Model):
+class JudgePrompt(NamedVersion):
     """A stored judge prompt (workers.rewards.judge): `{prompt}`, `{reference}`, `{completion}` and `{answer}`
     are filled in per sample. Saving changed text makes a new version, as for RewardRecipe; verdicts are
     cached per version, so a changed prompt is asked afresh."""
 
-    name = models.SlugField(max_length=100)
-    version = models.PositiveIntegerField()
     text = models.TextField()
-    content_hash = models.CharField(max_length=64)
-    description = models.TextField(blank=True)
-    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["name", "-version"]
+    class Meta(NamedVersion.Meta):
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="judge_prompt_version_unique"),
             models.UniqueConstraint(fields=["name", "content_hash"], name="judge_prompt_content_unique"),
         ]
-
-    def __str__(self):
-        return f"{self.name} v{self.version}"
-
-    @classmethod
-    def latest(cls, name: str) -> "JudgePrompt | None":
-        return cls.objects.filter(name=name).order_by("-version").first()
 
     @classmethod
     def save_text(cls, name: str, text: str, user=None, description: str = "") -> "JudgePrompt":
@@ -264,12 +261,7 @@ class JudgePrompt(models.Model):
 
         if problem := check_prompt_text(text):
             raise ValueError(problem)
-        existing = cls.objects.filter(name=name, content_hash=text_hash(text)).first()
-        if existing:
-            return existing
-        latest = cls.latest(name)
-        return cls.objects.create(name=name, version=(latest.version + 1) if latest else 1, text=text,
-                                  content_hash=text_hash(text), description=description, created_by=user)
+        return cls._store(name, text_hash(text), user, description, text=text)
 
 
 class JudgeVerdict(models.Model):

@@ -21,6 +21,7 @@ from itertools import repeat
 
 import numpy as np
 
+from workers.hashing import mix64
 from workers.hygiene.text import word_spans, words
 
 BATCH = 2000  # texts hashed together: large enough for numpy to pay, small enough to hold
@@ -46,16 +47,6 @@ class Overlap:
     prompt_spans: list[tuple[int, int]]
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer, so nearby vocabulary ids give unrelated hashes."""
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def window_hashes(ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The hash of every n-word window of `ids` (int64 vocabulary ids, _UNKNOWN where unknown), and
     the windows' start positions, leaving out windows that hold an unknown word."""
@@ -66,7 +57,7 @@ def window_hashes(ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(unknown[n:] - unknown[:count] == 0)
     if len(starts) == 0:
         return np.empty(0, np.uint64), starts
-    mixed = _mix64(ids.astype(np.uint64) + np.uint64(1))
+    mixed = mix64(ids.astype(np.uint64) + np.uint64(1))
     # Every window by contiguous slices (cheaper than gathering only the valid ones n times), then the valid.
     hashes = mixed[:count].copy()
     with np.errstate(over="ignore"):

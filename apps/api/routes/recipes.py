@@ -18,11 +18,7 @@ router = Router(tags=["recipes"])
                         "for (scoring, generation and GRPO take the name). `name` keeps one recipe's versions.")
 def list_recipes(request, query: Query[RecipeQuery]):
     require_perm(request, "rollouts.view_rewardrecipe")
-    newest = RewardRecipe.objects.filter(name=OuterRef("name")).values("name").annotate(v=Max("version")).values("v")
-    recipes = RewardRecipe.objects.annotate(newest_version=Subquery(newest))
-    if query.name:
-        recipes = recipes.filter(name=query.name)
-    return page(recipes, query.after, query.limit)
+    return page(_versions(RewardRecipe, query.name), query.after, query.limit)
 
 
 @router.get("/judge-prompts", response={200: JudgePromptPage, **READ}, summary="Judge prompts (for llm_judge)",
@@ -30,11 +26,7 @@ def list_recipes(request, query: Query[RecipeQuery]):
                         "`name` keeps one prompt's versions.")
 def list_judge_prompts(request, query: Query[RecipeQuery]):
     require_perm(request, "rollouts.view_judgeprompt")
-    newest = JudgePrompt.objects.filter(name=OuterRef("name")).values("name").annotate(v=Max("version")).values("v")
-    prompts = JudgePrompt.objects.annotate(newest_version=Subquery(newest))
-    if query.name:
-        prompts = prompts.filter(name=query.name)
-    return page(prompts, query.after, query.limit)
+    return page(_versions(JudgePrompt, query.name), query.after, query.limit)
 
 
 @router.post("/judge-prompts", response={201: JudgePromptOut, 200: JudgePromptOut, 409: ErrorOut, **WRITE},
@@ -55,3 +47,10 @@ def create_judge_prompt(request, payload: JudgePromptIn):
         audit.record(request.user, "judge_prompt.create", prompt, via="api", version=prompt.version)
     prompt.newest_version = JudgePrompt.latest(prompt.name).version
     return Status(201 if created else 200, prompt)
+
+
+def _versions(model, name: str | None):
+    """Every stored version (of one name, if given), each knowing its name's newest version number."""
+    newest = model.objects.filter(name=OuterRef("name")).values("name").annotate(v=Max("version")).values("v")
+    versions = model.objects.annotate(newest_version=Subquery(newest))
+    return versions.filter(name=name) if name else versions
