@@ -191,20 +191,37 @@ class GRPOParamsForm(TrainingForm):
             self.add_error("use_vllm", "vLLM needs a GPU: choose a GPU accelerate config")
         if not data.get("recipe"):
             data["recipe"] = RewardRecipe.latest(default_recipe_for("r1-zero-math", data.get("template")))
-        if data.get("dataset") and not Prompt.objects.filter(dataset=data["dataset"]).exists():
-            self.add_error("dataset", f"{data['dataset'].name} has no prompts: import some first "
-                                      "(GRPO samples completions of its prompts)")
+        if data.get("dataset"):
+            self._check_enough_prompts(data)
         if data.get("recipe") and judge_spec(data["recipe"].spec) and not data.get("allow_judge"):
             self.add_error("recipe", f"{data['recipe']} asks a judge model (llm_judge): every completion of every "
                                      "step would wait on a call to it, which is slow. Tick \"Allow judge in training "
                                      "(slow)\" to train with it anyway, or choose a recipe of rule rewards")
         return data
 
+    def _check_enough_prompts(self, data: dict) -> None:
+        prompts = self._prompt_count(data)
+        if not prompts:
+            self.add_error("dataset", f"{data['dataset'].name} has no prompts: import some first "
+                                      "(GRPO samples completions of its prompts)")
+            return
+        batch, group, every = data.get("batch_size"), data.get("num_generations"), data.get("steps_per_generation")
+        # TRL samples steps_per_generation batches of prompts at once and drops a last, incomplete draw: with
+        # fewer prompts than one draw it trains 0 steps.
+        needed = batch * every // group if batch and group and every else 0
+        if prompts < needed:
+            self.add_error("dataset", f"{data['dataset'].name} gives {prompts} prompts, and one generation draws "
+                                      f"{needed} (batch_size {batch} × steps_per_generation {every} / "
+                                      f"num_generations {group}): add prompts or lower steps_per_generation")
+
+    @staticmethod
+    def _prompt_count(data: dict) -> int:
+        prompts = Prompt.objects.filter(dataset=data["dataset"]).count()
+        return min(prompts, data["limit"]) if data.get("limit") else prompts
+
     def preview(self) -> dict:
         data = self.cleaned_data
-        prompts = Prompt.objects.filter(dataset=data["dataset"]).count()
-        if data.get("limit"):
-            prompts = min(prompts, data["limit"])
+        prompts = self._prompt_count(data)
         completions = data["max_steps"] * data["batch_size"]
         return {
             "rows": prompts,

@@ -105,6 +105,9 @@ def run_training(ctx) -> dict:
         raise
     if exit_code != 0:
         raise TrainingFailed(_failure_message(exit_code, run))
+    if sink.trained_nothing:
+        raise TrainingFailed(f"the trainer ran 0 of {spec.max_steps} steps: it found no whole batch in the "
+                             f"{rows} training rows (see the log)")
     if sink.final is None:
         raise TrainingFailed("the training process exited without saving the final model")
     return {"model_version": sink.final.pk, "final_step": sink.final.step, "checkpoints": sink.checkpoints}
@@ -289,6 +292,8 @@ class EventSink:
         self.reader = EventReader(run.dir)
         self.final: ModelVersion | None = None
         self.checkpoints = 0
+        self.trained_nothing = False
+        self.judge_counts: dict[int, dict] = {}  # process rank → its running totals
         self.input_model = ModelVersion.objects.get(pk=self.params["model_version"])
 
     def apply(self, events: list[Event]) -> None:
@@ -303,6 +308,8 @@ class EventSink:
                 rollouts += [self._rollout(event["step"], row) for row in event["rows"]]
             elif kind == "checkpoint":
                 self._register(Path(event["path"]), event["step"], final=False)
+            elif kind == "final" and event["step"] == 0:  # TRL stops at once when its sampler yields no batch
+                self.trained_nothing = True
             elif kind == "final":
                 self.final = self._register(Path(event["path"]), event["step"], final=True)
             elif kind == "summary":
@@ -310,6 +317,9 @@ class EventSink:
             elif kind == "stopped":
                 self.ctx.log(f"step {event['step']}: {event['reason']}")
                 self.ctx.report(stopped_by_rule=event["reason"], stopped_at_step=event["step"])
+            elif kind == "judge":
+                self.judge_counts[event["rank"]] = event["counts"]
+                self.ctx.report(**{key: sum(c[key] for c in self.judge_counts.values()) for key in event["counts"]})
         if rollouts:
             write_rollouts(rollouts)
         if metrics:

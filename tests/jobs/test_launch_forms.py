@@ -60,9 +60,9 @@ def model(db):
 
 
 @pytest.fixture(autouse=True)
-def prompts(dataset):  # GRPO refuses a dataset without prompts
+def prompts(dataset):  # GRPO refuses a dataset with fewer prompts than one draw (the CPU preset's: 64 / 8)
     return [Prompt.objects.create(dataset=dataset, question=f"{i}+1?", reference_answer=str(i + 1),
-                                  content_hash=f"h{i}") for i in range(3)]
+                                  content_hash=f"h{i}") for i in range(8)]
 
 
 def grpo_values(admin_client, model, dataset, **overrides) -> dict:
@@ -178,7 +178,19 @@ class TestPreview:
         html = admin_client.post(reverse("job_preview", args=["grpo"]), values).content.decode()
         assert 'class="preview invalid"' in html and "empty-prompts has no prompts" in html
 
+    def test_grpo_refuses_fewer_prompts_than_one_generation_draws(self, admin_client, model, dataset, prompts):
+        """TRL drops a last, incomplete draw of prompts: with fewer than one draw it would train 0 steps."""
+        values = grpo_values(admin_client, model, dataset, batch_size=64, num_generations=8, steps_per_generation=2)
+        html = admin_client.post(reverse("job_preview", args=["grpo"]), values).content.decode()
+        assert 'class="preview invalid"' in html
+        assert "<code>dataset</code>: gsm-mini gives 8 prompts, and one generation draws 16 (batch_size 64 × " \
+               "steps_per_generation 2 / num_generations 8)" in html
+        values["steps_per_generation"] = "1"
+        html = admin_client.post(reverse("job_preview", args=["grpo"]), values).content.decode()
+        assert 'class="preview valid"' in html
+
     def test_the_generation_preview_estimates_rows_tokens_and_time(self, admin_client, model, dataset, prompts):
+        Prompt.objects.exclude(pk__in=[p.pk for p in prompts[:3]]).delete()  # three prompts × n=4 samples
         values = {"dataset": dataset.pk, "model_version": model.pk, "template": "r1-zero", "n": 4, "max_tokens": 100,
                   "temperature": 0.6, "top_p": 0.95, "batch_size": 8, "max_batch_retries": 3}
         rows = dict(_table_rows(admin_client.post(reverse("job_preview", args=["generate"]), values).content.decode()))
@@ -249,7 +261,7 @@ class TestLaunch:
     def test_the_chat_template_scores_with_r1s_chat_format_by_default(self, kind, model, dataset):
         """A model prompted through its chat template answers in R1's chat format, not in R1-Zero's tags."""
         params = {"model_version": model.pk, "dataset": dataset.pk, "output_dataset": "kept", "max_steps": 10,
-                  "batch_size": 16, "num_generations": 16, "learning_rate": 1e-5}
+                  "batch_size": 16, "num_generations": 16, "steps_per_generation": 1, "learning_rate": 1e-5}
         chat = kinds.validate_params(kind, params | {"template": "chat"})
         plain = kinds.validate_params(kind, params | {"template": "r1-zero"})
         assert chat["recipe"] == RewardRecipe.latest("r1-chat-math").pk

@@ -196,7 +196,7 @@ def test_generation_scores_with_the_judge_and_reports_its_calls(dataset, rollout
 def test_the_grpo_form_refuses_a_judge_unless_the_operator_allows_it(judged, dataset, rollouts):
     base = ModelVersion.objects.create(name="tiny-base", uri="/models/tiny")
     params = {"model_version": base.pk, "dataset": dataset.pk, "recipe": judged.pk, "batch_size": 4,
-              "num_generations": 2, "accelerate_config": "cpu"}
+              "num_generations": 2, "steps_per_generation": 1, "accelerate_config": "cpu"}
     with pytest.raises(ValidationError) as refused:
         launching.launch("grpo", params, enqueue=False)
     message = " ".join(refused.value.message_dict["recipe"])
@@ -209,6 +209,29 @@ def test_the_grpo_form_refuses_a_judge_unless_the_operator_allows_it(judged, dat
     judge = _spec(job, job.params, Run(job), rows=10, resume=None).grpo.judge  # what the trainer is given
     assert judge["name"] == "judge-v3" and judge["backend"] == "openai" and judge["concurrency"] == 4
     assert judge["prompt_text"] == DEFAULT_PROMPT and judge["prompt_version"] == "default v1"
+
+
+def test_a_grpo_run_allowed_a_judge_reports_its_calls_on_the_job_page(judged, dataset, rollouts, judge_server,
+                                                                         tmp_path, admin_client):
+    from workers.generation.tiny import build_tiny_model
+
+    judge_server.reply = lambda message: "REASON: not the reference\nVERDICT: incorrect"  # the tiny model's babble
+    base = ModelVersion.objects.create(name="tiny-base", uri=str(build_tiny_model(tmp_path / "tiny", sft_steps=0)))
+    job = launching.launch("grpo", {"model_version": base.pk, "dataset": dataset.pk, "recipe": judged.pk,
+                                    "allow_judge": True, "max_steps": 2, "batch_size": 4, "num_generations": 2,
+                                    "steps_per_generation": 1, "max_completion_length": 12, "save_steps": 0,
+                                    "accelerate_config": "cpu"},
+                           enqueue=False)
+    execute(job.pk, worker="test")
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    judged_rollouts = Rollout.objects.filter(job=job, rewards__llm_judge__details__verdict="incorrect").count()
+    assert judged_rollouts == 2 * 4  # two steps of four completions, each given the judge's verdict
+    calls = len(judge_server.posts())
+    assert job.result["judge_calls"] == calls and calls + job.result["judge_cached"] == 8
+    assert job.result["judge_completion_tokens"] > 0
+    html = admin_client.get(reverse("job_detail", args=[job.pk])).content.decode()
+    assert "judge_calls" in html and str(calls) in html
 
 
 @pytest.fixture

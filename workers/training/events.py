@@ -63,7 +63,13 @@ class StoppedEvent(TypedDict):
     reason: str  # the GRPO stop rule acted: training ends here, and the model is saved as usual
 
 
-Event = MetricsEvent | SummaryEvent | RolloutsEvent | CheckpointEvent | StoppedEvent
+class JudgeEvent(TypedDict):
+    type: Literal["judge"]
+    rank: int
+    counts: dict[str, int]  # this process's judge calls, cached answers and tokens so far (JudgeCounts.figures)
+
+
+Event = MetricsEvent | SummaryEvent | RolloutsEvent | CheckpointEvent | StoppedEvent | JudgeEvent
 
 
 def event_file(run_dir: Path, rank: int) -> Path:
@@ -76,7 +82,7 @@ class EventWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def write(self, kind: Literal["metrics", "summary", "rollouts", "checkpoint", "final", "stopped"],
+    def write(self, kind: Literal["metrics", "summary", "rollouts", "checkpoint", "final", "stopped", "judge"],
               **fields) -> None:
         # One write of one whole line, then flush: a reader never sees half an event unless
         # the process dies mid-write, and a reader skips a last line without its newline.

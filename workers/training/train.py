@@ -158,6 +158,8 @@ def build_grpo(spec: TrainSpec, events: EventWriter):
                 output = super()._generate_and_score_completions(inputs)
             finally:
                 self._capture_generation = False
+            if judge is not None:  # this process's running totals; the job adds up the processes'
+                events.write("judge", rank=self.accelerator.process_index, counts=judge.counts.figures())
             if recording:
                 rows = rollout_rows(self, inputs, output, rewards)
                 step = self.state.global_step + 1
