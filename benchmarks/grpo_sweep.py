@@ -4,9 +4,9 @@
 
 Through the real job system, run in this process (no worker), on a scratch Postgres database
 (r1bench): the miniature's base model and datasets, one format SFT, held-out pass@1 before (200
-one-step problems × 4 samples at temperature 0.6, top-p 0.95, and at 1.0), then GRPO from that
-same checkpoint once per variant (each a change to BASE, one knob at a time) with pass@1 after on
-the same held-out prompts. Prints one row per variant: pass@1 before and after at both
+problems of --task × 4 samples at temperature 0.6, top-p 0.95, and at 1.0), then GRPO from that
+same checkpoint once per variant (each a change to the CPU preset, one knob at a time) with pass@1
+after on the same held-out prompts. Prints one row per variant: pass@1 before and after at both
 temperatures, the last block's training accuracy and format, and the wall time of the GRPO job.
 """
 
@@ -22,19 +22,22 @@ sys.path.insert(0, str(ROOT))
 
 from bench_db import DEFAULT_URL, setup_django  # noqa: E402
 
-# The R1-Zero recipe on the tiny model: G=8, 8 prompts per step, DAPO token averaging, no KL.
-BASE = {"learning_rate": 1e-4, "lr_scheduler": "linear", "warmup_steps": 10, "beta": 0.0, "num_generations": 8,
-        "batch_size": 64}
+# Each variant changes the launch form's CPU preset (apps/training/forms.py: LR 3e-4 linear with 10
+# warmup steps, G=8, 64 completions a step, DAPO token averaging, no KL) one knob at a time.
 VARIANTS = {
     "base": {},
     "lr1e-3-const": {"learning_rate": 1e-3, "lr_scheduler": "constant_with_warmup", "warmup_steps": 0},
-    "lr1e-3-warm": {"learning_rate": 1e-3, "warmup_steps": 10},
-    "lr3e-4": {"learning_rate": 3e-4},
+    "lr1e-3-warm": {"learning_rate": 1e-3},
+    "lr6e-4": {"learning_rate": 6e-4},
+    "lr1e-4": {"learning_rate": 1e-4},
     "lr3e-5": {"learning_rate": 3e-5},
     "cosine": {"lr_scheduler": "cosine"},
+    "constant": {"lr_scheduler": "constant_with_warmup"},
     "no-warmup": {"warmup_steps": 0},
     "beta0.04": {"beta": 0.04},
     "g16": {"num_generations": 16, "batch_size": 128},
+    "g16-same-batch": {"num_generations": 16},  # 4 prompts a step instead of 8: the same cost
+    "g4": {"num_generations": 4},
     "batch32": {"batch_size": 32},
 }
 TEMPERATURES = (0.6, 1.0)
@@ -48,7 +51,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heldout", type=int, default=200)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--task", default="one-step", help="The GRPO and held-out problems: one-step or small-sums")
+    parser.add_argument("--task", default="small-sums", help="The GRPO and held-out problems: one-step or small-sums")
     parser.add_argument("--train-prompts", type=int, default=3000)
     parser.add_argument("--from-model", default="", help="The format-SFT model version of an earlier run: skip the SFT")
     args = parser.parse_args()
@@ -93,7 +96,7 @@ def main() -> None:
     rows = []
     for name in args.variants.split(","):
         started = time.monotonic()
-        job = launching.run_here("grpo", tiny_model_preset("grpo") | BASE | VARIANTS[name] | {
+        job = launching.run_here("grpo", tiny_model_preset("grpo") | VARIANTS[name] | {
             "model_version": formatted.pk, "dataset": train.pk, "recipe": RewardRecipe.latest("r1-zero-math").pk,
             "stage": "reasoning_rl", "max_steps": args.grpo_steps, "top_p": 1.0, "save_steps": 0, "seed": args.seed,
             "output_name": f"{config.name}-grpo-{name}"}, label=f"GRPO {name}")

@@ -20,13 +20,15 @@ import time
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Avg, IntegerField
+from django.db.models.functions import Cast
 
 from apps.core.bulk import bulk_insert
 from apps.datasets.models import Dataset, Example, ModelVersion, Prompt
 from apps.datasets.versions import freeze_version
 from apps.jobs import launching
 from apps.jobs.models import Job
-from apps.rollouts.models import RewardRecipe
+from apps.rollouts.models import RewardRecipe, Rollout
 from apps.training.forms import CPU_PRESETS
 from apps.training.models import Evaluation, StepMetric
 from workers.generation.tiny import build_tiny_model, worked_completion
@@ -110,14 +112,21 @@ def tiny_model_preset(kind: str) -> dict:
 
 
 def curve_summary(job: Job, points: int = 6) -> list[dict]:
-    """Reward, accuracy and response length at a few evenly spaced steps (all steps are in StepMetric)."""
+    """Reward, accuracy, response length and reflection-word rate, each averaged over `points` equal
+    blocks of steps (one step's 64 completions are too noisy to read alone); `step` is a block's last."""
     metrics = list(StepMetric.objects.filter(job=job).order_by("step").values_list("step", "metrics"))
-    if not metrics:
-        return []
-    picks = sorted({round(i * (len(metrics) - 1) / (points - 1)) for i in range(points)})
-    return [{"step": metrics[i][0], "reward": metrics[i][1].get("reward"),
-             "accuracy": metrics[i][1].get("rewards/math_accuracy/mean"),
-             "length": metrics[i][1].get("completions/mean_length")} for i in picks]
+    reflecting = dict(Rollout.objects.filter(job=job).values("step").order_by("step").annotate(
+        share=Avg(Cast("has_reflection", IntegerField()))).values_list("step", "share"))
+    blocks = [metrics[i * len(metrics) // points:(i + 1) * len(metrics) // points] for i in range(points)]
+
+    def mean(block, value):
+        values = [v for v in map(value, block) if v is not None]
+        return sum(values) / len(values) if values else None
+
+    return [{"step": block[-1][0], "reward": mean(block, lambda m: m[1].get("reward")),
+             "accuracy": mean(block, lambda m: m[1].get("rewards/math_accuracy/mean")),
+             "length": mean(block, lambda m: m[1].get("completions/mean_length")),
+             "reflection": mean(block, lambda m: reflecting.get(m[0]))} for block in blocks if block]
 
 
 def _wait(job: Job, timeout_s: float) -> Job:

@@ -164,6 +164,8 @@ def test_the_pages_launch_show_and_decide(client, dataset, users):
     run = DedupRun.objects.get()
     html = client.get(reverse("version_dedup", args=[version.pk])).content.decode()
     assert run.get_absolute_url() in html
+    html = client.get(reverse("job_detail", args=[job.pk])).content.decode()
+    assert f'href="{run.get_absolute_url()}" id="dedup-run-link">Its 1 duplicate cluster,' in html
     html = client.get(run.get_absolute_url()).content.decode()
     assert "Cluster 1 · exact · 2 examples" in html and "Representative" in html
     duplicate = run.clusters.get().members.get(is_representative=False)

@@ -228,4 +228,18 @@ def test_the_miniature_chain_runs_its_jobs_on_the_worker(celery_worker, tmp_path
     assert set(result["pass@1"]) == {1.0, 0.6}
     assert all(0 <= p <= 1 for pair in result["pass@1"].values() for p in pair)
     assert [point["step"] for point in result["curves"]] == [1, 2]
+    assert all(0 <= point["reflection"] <= 1 for point in result["curves"])  # the share of a step's completions
     assert any("GRPO: done" in line for line in lines)
+
+
+def test_a_grpo_job_that_trains_no_step_fails_saying_why(base, problems):
+    from apps.jobs.runner import execute
+
+    job = launching.launch("grpo", grpo_params(base, problems, max_steps=2), enqueue=False)
+    keep = Prompt.objects.filter(dataset=problems).first()
+    Prompt.objects.filter(dataset=problems).exclude(pk=keep.pk).delete()  # the dataset shrank after the launch
+    execute(job.pk, worker="test")
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "the trainer ran 0 of 2 steps: it found no whole batch in the 1 training rows" in job.error
+    assert not ModelVersion.objects.filter(produced_by=job).exists()  # no "final" model of an untrained run

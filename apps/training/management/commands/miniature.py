@@ -28,6 +28,12 @@ class Command(BaseCommand):
         for temperature, (before, after) in result["pass@1"].items():
             ratio = f"{after / before:.2f}x" if before else "-"
             self.stdout.write(f"                   {temperature:>11}   {before:>11.3f}   {after:>10.3f}   {ratio:>5}")
-        self.stdout.write("  GRPO curve (step, reward, accuracy, mean length in tokens):")
+        self.stdout.write("  GRPO, means over blocks of steps (to step, reward, accuracy, length in tokens,"
+                          " reflection-word rate):")
         for point in result["curves"]:
-            self.stdout.write("    {step:>5}  {reward:.3f}  {accuracy:.3f}  {length:.1f}".format(**point))
+            self.stdout.write("    " + "  ".join(_cell(point[key]) for key in
+                                                 ("step", "reward", "accuracy", "length", "reflection")))
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
