@@ -44,7 +44,7 @@ CPU_PRESETS = {
             "accelerate_config": "cpu"},
     "grpo": {"learning_rate": 3e-4, "lr_scheduler": "linear", "warmup_steps": 10, "loss_type": "dapo",
              "num_generations": 8, "batch_size": 64, "steps_per_generation": 1, "max_completion_length": 64,
-             "max_steps": 200, "beta": 0.0, "epsilon": 0.2, "temperature": 1.0, "accelerate_config": "cpu"},
+             "max_steps": 400, "beta": 0.0, "epsilon": 0.2, "temperature": 1.0, "accelerate_config": "cpu"},
 }
 
 
