@@ -9,8 +9,9 @@ compare BLOCK-step blocks (the last block against earlier ones), a fall in accur
 significant (a one-sided two-proportion z-test on the blocks' pooled completions at the level of
 z ≥ Z_FALL, Bonferroni-corrected for the earlier blocks the best was chosen from), and
 no rule speaks before MIN_STEPS steps. The thresholds were set on recorded runs of the tiny model
-(tests/training/recorded: one that collapsed, one that did not) so that the collapsing run raises
-its alert within the run and the other stays quiet at every step; benchmarks/RESULTS.md has the counts.
+(tests/training/recorded: one that collapsed, one that did not, and three 400-step runs that learned)
+so that the collapsing run raises its alert within the run and the others stay quiet at every step,
+or nearly (the long runs' dips of accuracy); benchmarks/RESULTS.md has the counts.
 
 The rules:
 - format_over_accuracy: accuracy in the last block fell below the best earlier block by at least
